@@ -1,0 +1,15 @@
+"""spmle: semiparametric maximum likelihood in JAX."""
+
+from ._status import RESULTS as RESULTS
+from .npmle import (
+    EM as EM,
+    AbstractLikelihoodOperator as AbstractLikelihoodOperator,
+    AbstractNPMLESolver as AbstractNPMLESolver,
+    DenseLikelihood as DenseLikelihood,
+    MixSQP as MixSQP,
+    NPMLESolution as NPMLESolution,
+    npmle as npmle,
+)
+
+
+__version__ = "0.1.0"

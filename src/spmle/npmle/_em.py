@@ -1,0 +1,49 @@
+"""The EM algorithm for the NPMLE: a slow, simple baseline."""
+
+import jax
+import jax.numpy as jnp
+
+from ._kkt import kkt_residuals, likelihood_ratios
+from ._operator import AbstractLikelihoodOperator
+from ._solver import AbstractNPMLESolver, SolverOutput
+
+
+def em_step(op: AbstractLikelihoodOperator, x, w):
+    """One EM update `x_k <- x_k d_k`; keeps `sum x = 1`."""
+    d, _ = likelihood_ratios(op, x, w)
+    return x * d
+
+
+class EM(AbstractNPMLESolver):
+    """Fixed-point EM iterations from the uniform distribution.
+
+    EM never sets a weight exactly to zero, so the support in the certificate is
+    `p_k > support_threshold`. It converges sublinearly: use it as a baseline.
+
+    Example:
+        >>> spmle.npmle(log_lik, solver=spmle.EM(max_steps=50_000), throw=False)
+    """
+
+    tol: float = 1e-8
+    max_steps: int = 10_000
+    support_threshold: float = 1e-10
+
+    def solve(self, op, w):
+        m = op.shape[1]
+
+        def cond(carry):
+            x, d, steps = carry
+            on_grid, on_support = kkt_residuals(d, x, self.support_threshold)
+            certified = (on_grid <= self.tol) & (on_support <= self.tol)
+            return ~certified & (steps < self.max_steps)
+
+        def body(carry):
+            x, d, steps = carry
+            x = x * d
+            d, _ = likelihood_ratios(op, x, w)
+            return x, d, steps + 1
+
+        x0 = jnp.full(m, 1.0 / m)
+        d0, _ = likelihood_ratios(op, x0, w)
+        x, _, steps = jax.lax.while_loop(cond, body, (x0, d0, jnp.array(0)))
+        return SolverOutput(x, steps, jnp.array(0), jnp.array(False))

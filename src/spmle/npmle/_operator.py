@@ -1,0 +1,76 @@
+"""Access to the likelihood matrix through three products.
+
+The NPMLE solver touches the row-shifted likelihood matrix
+`A_ik = exp(l_ik - max_k l_ik)` (every row has maximum 1) only through `A x`,
+`A' v` and `A' diag(d) A`. Keeping it behind this interface lets a chunked or
+sharded matrix replace the dense one without touching the solver.
+"""
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+
+class AbstractLikelihoodOperator(eqx.Module):
+    """The (n, m) row-shifted likelihood matrix `A`, seen through its products."""
+
+    @property
+    @abc.abstractmethod
+    def shape(self) -> tuple[int, int]:
+        """`(n, m)`: observations by grid points."""
+
+    @abc.abstractmethod
+    def mv(self, x: Float[Array, "m *k"]) -> Float[Array, "n *k"]:
+        """`A @ x` for a vector (m,) or a matrix (m, k)."""
+
+    @abc.abstractmethod
+    def rmv(self, v: Float[Array, " n"]) -> Float[Array, " m"]:
+        """`A' v`."""
+
+    @abc.abstractmethod
+    def weighted_gram(self, d: Float[Array, " n"]) -> Float[Array, "m m"]:
+        """`A' diag(d) A`."""
+
+
+class DenseLikelihood(AbstractLikelihoodOperator):
+    """`A` held as a dense (n, m) array.
+
+    Example:
+        >>> op, row_max = DenseLikelihood.from_log_lik(log_lik)
+        >>> u = op.mv(probs)          # (n,) mixture likelihoods, up to exp(row_max)
+    """
+
+    matrix: Float[Array, "n m"]
+
+    @classmethod
+    def from_log_lik(
+        cls, log_lik: Float[Array, "n m"]
+    ) -> tuple["DenseLikelihood", Float[Array, " n"]]:
+        """Row-shift a log-likelihood matrix; returns the operator and the row maxima."""
+        row_max = jax.lax.stop_gradient(jnp.max(log_lik, axis=1))
+        return cls(jnp.exp(log_lik - row_max[:, None])), row_max
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.matrix.shape
+
+    def mv(self, x):
+        return self.matrix @ x
+
+    def rmv(self, v):
+        # `v @ A` keeps the contiguous layout; XLA CPU is ~10x slower on `A.T @ v`.
+        return v @ self.matrix
+
+    def weighted_gram(self, d):
+        return weighted_gram(self.matrix, d)
+
+
+def weighted_gram(
+    matrix: Float[Array, "n k"], d: Float[Array, " n"]
+) -> Float[Array, "k k"]:
+    """`matrix' diag(d) matrix`, contracting the long axis without a transpose copy."""
+    weighted = matrix * d[:, None]
+    return jax.lax.dot_general(weighted, matrix, (((0,), (0,)), ((), ())))

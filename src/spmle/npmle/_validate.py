@@ -1,0 +1,83 @@
+"""Input checks for the NPMLE: eager messages that name rows, traced flags otherwise."""
+
+import jax.numpy as jnp
+import numpy as np
+
+from .._x64 import as_float64, is_concrete
+
+
+def check_shapes(log_lik, weights):
+    """Convert to float64 and check shapes; returns `(log_lik, weights)`."""
+    log_lik = as_float64(log_lik, "log_lik")
+    if log_lik.ndim != 2:
+        raise ValueError(
+            f"`log_lik` must be a 2-D (n observations, m grid points) matrix; got "
+            f"shape {log_lik.shape}."
+        )
+    n, m = log_lik.shape
+    if n == 0:
+        raise ValueError("`log_lik` has no rows (n = 0): there is nothing to fit.")
+    if m < 2:
+        raise ValueError(
+            f"`log_lik` has m = {m} grid point(s): a mixing distribution on one point "
+            "is degenerate (its weight is 1). Use a grid of at least 2 points, or a "
+            "parametric fit for a model without a latent variable."
+        )
+    if weights is None:
+        weights = jnp.ones(n)
+    else:
+        weights = as_float64(weights, "weights")
+        if weights.shape != (n,):
+            raise ValueError(
+                f"`weights` must have shape (n,) = ({n},) to match `log_lik`; got "
+                f"{weights.shape}."
+            )
+    return log_lik, weights
+
+
+def _rows(mask: np.ndarray, limit: int = 5) -> str:
+    rows = np.flatnonzero(mask)
+    shown = ", ".join(str(r) for r in rows[:limit])
+    more = f" and {rows.size - limit} more" if rows.size > limit else ""
+    return f"row{'s' if rows.size > 1 else ''} {shown}{more}"
+
+
+def check_values_eagerly(log_lik, weights) -> None:
+    """Raise a `ValueError` naming the offending rows; no-op when traced."""
+    if not is_concrete(log_lik, weights):
+        return
+    L = np.asarray(log_lik)
+    w = np.asarray(weights)
+    nan_rows = np.isnan(L).any(axis=1)
+    if nan_rows.any():
+        raise ValueError(f"`log_lik` has NaN entries in {_rows(nan_rows)}.")
+    posinf_rows = np.isposinf(L).any(axis=1)
+    if posinf_rows.any():
+        raise ValueError(
+            f"`log_lik` has +inf entries in {_rows(posinf_rows)}: a likelihood must "
+            "be finite."
+        )
+    dead_rows = np.isneginf(L).all(axis=1)
+    if dead_rows.any():
+        raise ValueError(
+            f"`log_lik` is -inf on the whole grid in {_rows(dead_rows)}: no support "
+            "point can explain these observations. Widen or refine the grid."
+        )
+    if not np.isfinite(w).all():
+        raise ValueError(
+            f"`weights` has non-finite entries in {_rows(~np.isfinite(w))}."
+        )
+    if (w < 0).any():
+        raise ValueError(f"`weights` has negative entries in {_rows(w < 0)}.")
+    if not (w > 0).any():
+        raise ValueError("`weights` are all zero: at least one must be positive.")
+
+
+def invalid_flag(log_lik, weights):
+    """The same checks as a traced boolean (for `jit` and `vmap`)."""
+    bad_entries = jnp.any(jnp.isnan(log_lik) | (log_lik == jnp.inf))
+    dead_row = jnp.any(jnp.all(log_lik == -jnp.inf, axis=1))
+    bad_weights = (
+        ~jnp.all(jnp.isfinite(weights)) | jnp.any(weights < 0) | ~jnp.any(weights > 0)
+    )
+    return bad_entries | dead_row | bad_weights
