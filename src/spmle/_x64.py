@@ -37,7 +37,7 @@ def as_float64(x, name: str) -> jax.Array:
 
 
 def is_concrete(*xs) -> bool:
-    """True when every array is concrete (not traced), so values can be checked eagerly."""
+    """True when no array is traced, so values can be checked eagerly."""
     return all(not isinstance(x, jax.core.Tracer) for x in xs)
 
 

@@ -49,7 +49,7 @@ class DenseLikelihood(AbstractLikelihoodOperator):
     def from_log_lik(
         cls, log_lik: Float[Array, "n m"]
     ) -> tuple["DenseLikelihood", Float[Array, " n"]]:
-        """Row-shift a log-likelihood matrix; returns the operator and the row maxima."""
+        """Row-shift a log-likelihood matrix; return the operator and row maxima."""
         row_max = jax.lax.stop_gradient(jnp.max(log_lik, axis=1))
         return cls(jnp.exp(log_lik - row_max[:, None])), row_max
 
@@ -71,6 +71,6 @@ class DenseLikelihood(AbstractLikelihoodOperator):
 def weighted_gram(
     matrix: Float[Array, "n k"], d: Float[Array, " n"]
 ) -> Float[Array, "k k"]:
-    """`matrix' diag(d) matrix`, contracting the long axis without a transpose copy."""
+    """`matrix' diag(d) matrix`, contracting the long axis without a transpose."""
     weighted = matrix * d[:, None]
     return jax.lax.dot_general(weighted, matrix, (((0,), (0,)), ((), ())))
