@@ -4,8 +4,8 @@
 
 with H (m, m) symmetric positive definite (the caller adds any ridge). m is small
 (tens to a few hundred), so each step solves the equality-constrained problem on
-the free set with a dense Cholesky factorisation of the masked matrix. Shapes stay fixed (the free set is a
-boolean mask), so the method runs under `jit` and `vmap`.
+the free set with a dense Cholesky factorisation of the masked matrix. Shapes stay
+fixed (the free set is a boolean mask), so the method runs under `jit` and `vmap`.
 """
 
 import equinox as eqx

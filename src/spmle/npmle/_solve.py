@@ -15,6 +15,7 @@ import lineax as lx
 from jaxtyping import Array, Bool, Float, Int
 
 from .._status import RESULTS
+from .._x64 import is_concrete
 from ._kkt import kkt_residuals, likelihood_ratios
 from ._mixsqp import MixSQP
 from ._operator import DenseLikelihood
@@ -135,6 +136,24 @@ def _total_loglik(log_lik, weights, probs):
     return jnp.dot(weights, row_max + jnp.log(op.mv(probs)))
 
 
+@eqx.filter_jit
+def _solve(log_lik, weights, solver):
+    # Compiled once per shape and solver, so eager calls are cheap; under an outer
+    # `jit` or `vmap` this simply inlines.
+    probs, stats = _optimal_weights(log_lik, weights, solver=solver)
+    loglik = _total_loglik(log_lik, weights, probs)
+    return NPMLESolution(
+        probs=probs,
+        loglik=loglik,
+        mean_loglik=loglik / jnp.sum(weights),
+        result=stats.result,
+        num_steps=stats.num_steps,
+        num_qp_steps=stats.num_qp_steps,
+        kkt_violation=stats.kkt_violation,
+        kkt_support_residual=stats.kkt_support_residual,
+    )
+
+
 def npmle(
     log_lik: Float[Array, "n m"],
     *,
@@ -154,8 +173,10 @@ def npmle(
             marks a zero likelihood. Never exponentiate it yourself.
         weights: optional (n,) nonnegative observation weights (default all 1).
         solver: the strategy: `spmle.MixSQP(...)` (default) or `spmle.EM(...)`.
-        throw: raise when the solve is not certified (or the input is invalid);
-            with `throw=False`, read `solution.result` instead.
+        throw: raise a `RuntimeError` when the solve is not certified (under
+            `jit`, an `equinox.EquinoxRuntimeError`, also a `RuntimeError`);
+            with `throw=False`, read `solution.result` instead. Invalid input
+            called eagerly always raises a `ValueError` naming the offending rows.
 
     Returns:
         An `NPMLESolution` with `probs` (m,), `loglik`, `mean_loglik`, `result`,
@@ -173,18 +194,17 @@ def npmle(
     """
     log_lik, weights = check_shapes(log_lik, weights)
     check_values_eagerly(log_lik, weights)
-    probs, stats = _optimal_weights(log_lik, weights, solver=solver)
-    loglik = _total_loglik(log_lik, weights, probs)
-    solution = NPMLESolution(
-        probs=probs,
-        loglik=loglik,
-        mean_loglik=loglik / jnp.sum(weights),
-        result=stats.result,
-        num_steps=stats.num_steps,
-        num_qp_steps=stats.num_qp_steps,
-        kkt_violation=stats.kkt_violation,
-        kkt_support_residual=stats.kkt_support_residual,
-    )
+    solution = _solve(log_lik, weights, solver)
     if throw:
-        solution = stats.result.error_if(solution, stats.result != RESULTS.successful)
+        failed = solution.result != RESULTS.successful
+        if is_concrete(failed):
+            if failed:
+                raise RuntimeError(
+                    f"npmle did not converge: {RESULTS[solution.result]} "
+                    f"(after {int(solution.num_steps)} steps, kkt_violation="
+                    f"{float(solution.kkt_violation):.3g}, kkt_support_residual="
+                    f"{float(solution.kkt_support_residual):.3g}, tol={solver.tol:g})."
+                )
+        else:
+            solution = solution.result.error_if(solution, failed)
     return solution
