@@ -1,0 +1,56 @@
+import jax
+import numpy as np
+import pytest
+
+
+# spmle never flips JAX's configuration itself; the test process opts in to float64.
+jax.config.update("jax_enable_x64", True)
+
+
+def normal_means_log_lik(rng, n, grid, *, noise=1.0, atoms=(-2.0, 0.0, 1.5)):
+    """Log-likelihoods of x_i ~ N(theta_i, noise^2), theta_i drawn from `atoms`."""
+    theta = rng.choice(np.asarray(atoms), size=n)
+    x = theta + noise * rng.standard_normal(n)
+    z = (x[:, None] - np.asarray(grid)[None, :]) / noise
+    return -0.5 * z**2 - np.log(noise) - 0.5 * np.log(2 * np.pi)
+
+
+def scale_mixture_log_lik(rng, n, m):
+    """The mixSQP paper's design: 50% N(0,1), 20% t4, 30% t6; normal scale grid."""
+    u = rng.uniform(size=n)
+    x = np.where(
+        u < 0.5,
+        rng.standard_normal(n),
+        np.where(u < 0.7, rng.standard_t(4, size=n), rng.standard_t(6, size=n)),
+    )
+    sigma = np.concatenate([[0.0], np.geomspace(0.1, 2 * np.abs(x).max(), m - 1)])
+    sd = np.sqrt(1.0 + sigma**2)
+    return -0.5 * (x[:, None] / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
+
+
+def mean_loglik(log_lik, probs, weights=None):
+    """Independent numpy evaluation of the mean log-likelihood at `probs`."""
+    log_lik = np.asarray(log_lik)
+    probs = np.clip(np.asarray(probs), 0.0, None)
+    probs = probs / probs.sum()
+    w = np.ones(log_lik.shape[0]) if weights is None else np.asarray(weights)
+    a = log_lik.max(axis=1)
+    rows = a + np.log(np.exp(log_lik - a[:, None]) @ probs)
+    return float(np.dot(w, rows) / w.sum())
+
+
+def certificate(log_lik, probs, weights=None):
+    """Numpy KKT residuals: max_k (d_k - 1) and max |d_k - 1| on the support."""
+    log_lik = np.asarray(log_lik)
+    probs = np.asarray(probs)
+    w = np.ones(log_lik.shape[0]) if weights is None else np.asarray(weights)
+    w = w / w.sum()
+    a = log_lik.max(axis=1)
+    A = np.exp(log_lik - a[:, None])
+    d = (w / (A @ probs)) @ A
+    return float(np.max(d - 1)), float(np.max(np.abs(d - 1)[probs > 0]))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261122)

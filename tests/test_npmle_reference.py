@@ -1,0 +1,108 @@
+"""The NPMLE against independent references: Clarabel via cvxpy, a closed form."""
+
+import cvxpy as cp
+import numpy as np
+import pytest
+import spmle
+from conftest import certificate, mean_loglik, normal_means_log_lik, scale_mixture_log_lik
+
+
+def clarabel_npmle(log_lik, weights=None):
+    """The NPMLE by Clarabel's interior point method (mean objective for scaling)."""
+    log_lik = np.asarray(log_lik)
+    n, m = log_lik.shape
+    w = np.ones(n) if weights is None else np.asarray(weights)
+    A = np.exp(log_lik - log_lik.max(axis=1, keepdims=True))
+    p = cp.Variable(m, nonneg=True)
+    problem = cp.Problem(cp.Maximize((w / w.sum()) @ cp.log(A @ p)), [cp.sum(p) == 1])
+    for tol in (1e-11, 1e-10):
+        try:
+            problem.solve(
+                solver=cp.CLARABEL,
+                tol_gap_abs=tol,
+                tol_gap_rel=tol,
+                tol_feas=tol,
+                max_iter=500,
+            )
+        except cp.error.SolverError:
+            continue
+        if problem.status == cp.OPTIMAL:
+            break
+    assert problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+    return np.clip(p.value, 0.0, None)
+
+
+def _problems():
+    rng = np.random.default_rng(7)
+    problems = []
+    # Normal means on a fine grid: few support points.
+    for n, m in [(100, 10), (300, 25), (1000, 40)]:
+        for _ in range(3):
+            problems.append(normal_means_log_lik(rng, n, np.linspace(-4, 4, m)))
+    # The mixSQP paper's scale mixtures.
+    for n, m in [(200, 10), (2000, 30), (500, 60)]:
+        for _ in range(2):
+            problems.append(scale_mixture_log_lik(rng, n, m))
+    # Unstructured matrices with rows on very different scales.
+    for n, m in [(50, 5), (400, 20)]:
+        for _ in range(2):
+            base = rng.normal(size=(n, m)) * 3
+            problems.append(base + rng.normal(size=(n, 1)) * 50)
+    # Near-ties: a duplicated column with a 1e-9 perturbation.
+    for _ in range(3):
+        L = normal_means_log_lik(rng, 300, np.linspace(-3, 3, 12))
+        L = np.concatenate([L, L[:, [4]] + 1e-9], axis=1)
+        problems.append(L)
+    return problems
+
+
+PROBLEMS = _problems()
+
+
+def test_at_least_twenty_problems():
+    assert len(PROBLEMS) >= 20
+
+
+@pytest.mark.parametrize("index", range(len(PROBLEMS)))
+def test_objective_matches_clarabel(index):
+    L = PROBLEMS[index]
+    sol = spmle.npmle(L)
+    ours = mean_loglik(L, sol.probs)
+    reference = mean_loglik(L, clarabel_npmle(L))
+    # The solve is certified, so it can only be better than the interior point.
+    assert ours >= reference - 1e-9 * abs(reference)
+    assert ours == pytest.approx(reference, rel=1e-9, abs=0)
+    assert float(sol.mean_loglik) == pytest.approx(ours, rel=1e-13)
+    on_grid, on_support = certificate(L, sol.probs)
+    assert on_grid <= 1e-8 and on_support <= 1e-8
+    assert float(sol.kkt_violation) == pytest.approx(on_grid, abs=1e-12)
+
+
+def test_weighted_objective_matches_clarabel(rng):
+    L = scale_mixture_log_lik(rng, 400, 20)
+    w = rng.exponential(size=400)
+    sol = spmle.npmle(L, weights=w)
+    reference = mean_loglik(L, clarabel_npmle(L, w), w)
+    assert mean_loglik(L, sol.probs, w) == pytest.approx(reference, rel=1e-9)
+    assert float(sol.loglik) == pytest.approx(reference * w.sum(), rel=1e-9)
+
+
+def test_two_point_closed_form():
+    # Two observations, two grid points, weights w: the stationarity condition of
+    # w1 log(b1 + p c1) + w2 log(b2 + p c2) is linear in p.
+    lik = np.array([[0.9, 0.2], [0.1, 0.6]])
+    w = np.array([2.0, 3.0])
+    c = lik[:, 0] - lik[:, 1]
+    b = lik[:, 1]
+    p = -(w[0] * c[0] * b[1] + w[1] * c[1] * b[0]) / (w.sum() * c[0] * c[1])
+    sol = spmle.npmle(np.log(lik), weights=w)
+    np.testing.assert_allclose(sol.probs, [p, 1 - p], rtol=1e-12)
+    expected = np.dot(w, np.log(lik @ np.array([p, 1 - p])))
+    assert float(sol.loglik) == pytest.approx(expected, rel=1e-14)
+
+
+def test_two_point_corner_solution():
+    # When one point dominates every observation the optimum is a vertex.
+    lik = np.array([[0.9, 0.2], [0.8, 0.6]])
+    sol = spmle.npmle(np.log(lik))
+    np.testing.assert_array_equal(np.asarray(sol.probs), [1.0, 0.0])
