@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 import spmle
 from conftest import certificate, normal_means_log_lik
 

@@ -4,9 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
+
 import spmle
 from conftest import certificate, mean_loglik, normal_means_log_lik
-from hypothesis import given, settings, strategies as st
 
 
 GRID = np.linspace(-4, 4, 15)
@@ -102,7 +103,9 @@ def test_vmap_over_problems_equals_loop():
     for b in range(4):
         single = spmle.npmle(problems[b], weights=weights[b])
         np.testing.assert_allclose(batched.probs[b], single.probs, atol=1e-12)
-        assert float(batched.loglik[b]) == pytest.approx(float(single.loglik), rel=1e-13)
+        assert float(batched.loglik[b]) == pytest.approx(
+            float(single.loglik), rel=1e-13
+        )
         assert bool(batched.converged[b])
 
 

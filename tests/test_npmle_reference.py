@@ -3,8 +3,14 @@
 import cvxpy as cp
 import numpy as np
 import pytest
+
 import spmle
-from conftest import certificate, mean_loglik, normal_means_log_lik, scale_mixture_log_lik
+from conftest import (
+    certificate,
+    mean_loglik,
+    normal_means_log_lik,
+    scale_mixture_log_lik,
+)
 
 
 def clarabel_npmle(log_lik, weights=None):

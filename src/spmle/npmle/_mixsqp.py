@@ -28,6 +28,7 @@ class _State(eqx.Module):
     y: Float[Array, " m"]
     steps: Int[Array, ""]
     qp_steps: Int[Array, ""]
+    exact: Bool[Array, ""]
     stagnated: Bool[Array, ""]
 
 
@@ -45,8 +46,12 @@ class MixSQP(AbstractNPMLESolver):
         max_qp_steps: maximum active-set steps per QP.
         curvature: `"exact"` uses `A' diag(w/u^2) A`; `"low_rank"` projects it on
             the leading `rank` eigenvectors of `A'A` (one Gram matrix up front, then
-            O(n rank^2) per step); `"auto"` picks low rank when `m > rank`.
+            O(n rank^2) per step); `"auto"` uses low rank when `m > rank` and the
+            eigenvalues of `A'A` beyond the first `rank` are below `rank_tol`
+            times the largest. A step the low-rank curvature cannot make is
+            retried with the exact one, which is kept from then on.
         rank: number of eigenvectors kept by the low-rank curvature.
+        rank_tol: relative eigenvalue threshold of the `"auto"` rank test.
         ridge: relative ridge (times the largest curvature diagonal) added to the
             QP's curvature; it damps the step, never moves the optimum.
 
@@ -65,6 +70,7 @@ class MixSQP(AbstractNPMLESolver):
     max_qp_steps: int = 100
     curvature: Literal["auto", "exact", "low_rank"] = "auto"
     rank: int = 40
+    rank_tol: float = 1e-12
     ridge: float = 1e-10
 
     def __check_init__(self):
@@ -76,22 +82,25 @@ class MixSQP(AbstractNPMLESolver):
         if self.rank < 1:
             raise ValueError(f"MixSQP(rank={self.rank}): rank must be at least 1.")
 
-    def _curvature(self, op: AbstractLikelihoodOperator):
+    def _low_rank_factor(self, op: AbstractLikelihoodOperator):
+        """`(V, A V, fits)` for the curvature `V (U' D U) V'`, or None for exact."""
         m = op.shape[1]
-        low_rank = self.curvature == "low_rank" or (
+        wanted = self.curvature == "low_rank" or (
             self.curvature == "auto" and m > self.rank
         )
-        if not low_rank or self.rank >= m:
-            return op.weighted_gram
-        # A ~ U V' with V the leading eigenvectors of A'A and U = A V, so the
-        # curvature costs O(n r^2) per step instead of O(n m^2).
-        gram = op.weighted_gram(jnp.ones(op.shape[0]))
-        _, vectors = jnp.linalg.eigh(gram)
+        if not wanted or self.rank >= m:
+            return None
+        # A ~ U V' with V the leading eigenvectors of A'A and U = A V: one Gram
+        # matrix up front, then O(n r^2) per step instead of O(n m^2).
+        values, vectors = jnp.linalg.eigh(op.weighted_gram(jnp.ones(op.shape[0])))
         basis = vectors[:, -self.rank :]
-        scores = op.mv(basis)
-        return lambda dd: basis @ weighted_gram(scores, dd) @ basis.T
+        if self.curvature == "low_rank":
+            fits = jnp.array(True)
+        else:
+            fits = values[-self.rank - 1] <= self.rank_tol * values[-1]
+        return basis, op.mv(basis), fits
 
-    def _line_search(self, w, u, x, d, direction, a_direction):
+    def _line_search(self, w, u, d, direction, a_direction):
         slope = jnp.dot(1.0 - d, direction)
         ratio = a_direction / u
         total = jnp.sum(direction)
@@ -111,12 +120,30 @@ class MixSQP(AbstractNPMLESolver):
             lambda a: a * self.shrink,
             jnp.array(1.0, dtype=u.dtype),
         )
-        accepted = (slope < 0) & ~insufficient(alpha)
-        return alpha, accepted
+        armijo_holds = (slope < 0) & ~insufficient(alpha)
+        # A full step that changes phi by less than the rounding error of phi
+        # itself (e.g. dropping a weight of 1e-75) cannot be judged by Armijo:
+        # take it, so that such weights become exact zeros.
+        rounding = 64 * jnp.finfo(u.dtype).eps * (1.0 + jnp.abs(jnp.dot(w, jnp.log(u))))
+        negligible = ~armijo_holds & (decrease(1.0) <= rounding)
+        alpha = jnp.where(negligible, 1.0, alpha)
+        return alpha, armijo_holds | negligible
 
     def solve(self, op, w):
         m = op.shape[1]
-        curvature = self._curvature(op)
+        factor = self._low_rank_factor(op)
+
+        def curvature(exact, dd):
+            if factor is None:
+                return op.weighted_gram(dd)
+            basis, scores, _ = factor
+            return jax.lax.cond(
+                exact,
+                lambda dd: op.weighted_gram(dd),
+                lambda dd: basis @ weighted_gram(scores, dd) @ basis.T,
+                dd,
+            )
+
         x0 = jax.lax.fori_loop(
             0, self.em_steps, lambda _, x: em_step(op, x, w), jnp.full(m, 1.0 / m)
         )
@@ -128,7 +155,7 @@ class MixSQP(AbstractNPMLESolver):
             return ~certified & ~s.stagnated & (s.steps < self.max_steps)
 
         def body(s: _State):
-            hessian = curvature(w / s.u**2)
+            hessian = curvature(s.exact, w / s.u**2)
             # Regularise the step y - x, not the point: the QP's linear term is
             # g + 1 - (H + eps I) x with g = -d, so its fixed point is the exact
             # optimum whatever the (low-rank, ridged) curvature.
@@ -143,17 +170,35 @@ class MixSQP(AbstractNPMLESolver):
             )
             direction = y - s.x
             alpha, accepted = self._line_search(
-                w, s.u, s.x, s.d, direction, op.mv(direction)
+                w, s.u, s.d, direction, op.mv(direction)
             )
             x = jnp.where(accepted, s.x + alpha * direction, s.x)
             # Rescaling to sum 1 never increases phi (phi(cx) is minimised at
             # c = 1/sum x), and keeps the iterate on the simplex.
             x = x / jnp.sum(x)
             d, u = likelihood_ratios(op, x, w)
-            return _State(x, d, u, y, s.steps + 1, s.qp_steps + qp_steps, ~accepted)
+            return _State(
+                x=x,
+                d=d,
+                u=u,
+                y=jnp.where(accepted, y, x),
+                steps=s.steps + 1,
+                qp_steps=s.qp_steps + qp_steps,
+                # A rejected low-rank step is retried with the exact curvature;
+                # only a rejected exact step is stagnation.
+                exact=s.exact | ~accepted,
+                stagnated=~accepted & s.exact,
+            )
 
         init = _State(
-            x0, d0, u0, jnp.zeros(m), jnp.array(0), jnp.array(0), jnp.array(False)
+            x=x0,
+            d=d0,
+            u=u0,
+            y=jnp.zeros(m),
+            steps=jnp.array(0),
+            qp_steps=jnp.array(0),
+            exact=jnp.array(True) if factor is None else ~factor[2],
+            stagnated=jnp.array(False),
         )
         final = jax.lax.while_loop(cond, body, init)
         return SolverOutput(final.x, final.steps, final.qp_steps, final.stagnated)
