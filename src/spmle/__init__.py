@@ -1,7 +1,7 @@
 """spmle: semiparametric maximum likelihood in JAX."""
 
 from ._status import RESULTS as RESULTS
-from .npmle import (
+from .inner import (
     EM as EM,
     AbstractLikelihoodOperator as AbstractLikelihoodOperator,
     AbstractNPMLESolver as AbstractNPMLESolver,

@@ -70,11 +70,12 @@ def _optimal_weights(log_lik, weights, *, solver: AbstractNPMLESolver):
     # and no while loop runs to its limit on NaNs.
     log_lik = jnp.where(invalid, 0.0, log_lik)
     weights = jnp.where(invalid, 1.0, weights)
-    op, _ = DenseLikelihood.from_log_lik(log_lik)
+    op, row_max = DenseLikelihood.from_log_lik(log_lik)
     w = weights / jnp.sum(weights)
     out = solver.solve(op, w)
     probs = out.x / jnp.sum(out.x)
-    d, _ = likelihood_ratios(op, probs, w)
+    d, u = likelihood_ratios(op, probs, w)
+    loglik = jnp.dot(weights, row_max + jnp.log(u))
     on_grid, on_support = kkt_residuals(d, probs, solver.support_threshold)
     certified = (on_grid <= solver.tol) & (on_support <= solver.tol)
     failure = RESULTS.where(
@@ -83,27 +84,33 @@ def _optimal_weights(log_lik, weights, *, solver: AbstractNPMLESolver):
     result = RESULTS.where(certified, RESULTS.successful, failure)
     result = RESULTS.where(invalid, RESULTS.invalid_input, result)
     probs = jnp.where(invalid, jnp.nan, probs)
+    loglik = jnp.where(invalid, jnp.nan, loglik)
     stats = _Stats(result, out.num_steps, out.num_qp_steps, on_grid, on_support)
-    return probs, stats
+    return probs, loglik, stats
 
 
-def _weights_tangent(log_lik, weights, probs, t_log_lik, t_weights):
-    op, _ = DenseLikelihood.from_log_lik(log_lik)
+def _tangents(log_lik, weights, probs, t_log_lik, t_weights):
+    """Tangents of the optimal weights and of the optimal total log-likelihood."""
+    op, row_max = DenseLikelihood.from_log_lik(log_lik)
     total = jnp.sum(weights)
     w = weights / total
     u = op.mv(probs)
     ratio = op.matrix / u[:, None]  # A_ik / u_i = exp(l_ik) / sum_j exp(l_ij) p_j
     curvature = (ratio * w[:, None]).T @ ratio
     change = jnp.zeros_like(probs)
+    t_loglik = jnp.zeros((), probs.dtype)
     if t_log_lik is not None:
-        posterior = ratio * probs
-        centred = t_log_lik - jnp.sum(posterior * t_log_lik, axis=1, keepdims=True)
         # -inf entries have zero likelihood and must not turn 0 * inf into NaN.
-        centred = jnp.where(op.matrix > 0, centred, 0.0)
-        change = change + w @ (ratio * centred)
+        t_log_lik = jnp.where(op.matrix > 0, t_log_lik, 0.0)
+        posterior = ratio * probs
+        t_mean = jnp.sum(posterior * t_log_lik, axis=1)
+        change = change + w @ (ratio * (t_log_lik - t_mean[:, None]))
+        # Envelope theorem: the optimal weights' own change does not move loglik.
+        t_loglik = t_loglik + jnp.dot(weights, t_mean)
     if t_weights is not None:
         t_w = t_weights / total - w * jnp.sum(t_weights) / total
         change = change + t_w @ ratio
+        t_loglik = t_loglik + jnp.dot(t_weights, row_max + jnp.log(u))
     support = probs > 0
     m = probs.shape[0]
     both = support[:, None] & support[None, :]
@@ -118,30 +125,26 @@ def _weights_tangent(log_lik, weights, probs, t_log_lik, t_weights):
     # the SVD gives the minimum-norm solution instead of blowing up.
     operator = lx.MatrixLinearOperator(bordered, lx.symmetric_tag)
     solution = lx.linear_solve(operator, rhs, lx.SVD()).value
-    return jnp.where(support, solution[:m], 0.0)
+    return jnp.where(support, solution[:m], 0.0), t_loglik
 
 
 @_optimal_weights.def_jvp
 def _optimal_weights_jvp(primals, tangents, *, solver):
     log_lik, weights = primals
     t_log_lik, t_weights = tangents
-    probs, stats = _optimal_weights(log_lik, weights, solver=solver)
-    t_probs = _weights_tangent(log_lik, weights, probs, t_log_lik, t_weights)
+    # The rule calls the solve itself, so differentiating the rule (second order)
+    # goes through this rule again.
+    probs, loglik, stats = _optimal_weights(log_lik, weights, solver=solver)
+    t_probs, t_loglik = _tangents(log_lik, weights, probs, t_log_lik, t_weights)
     t_stats = jtu.tree_map(lambda _: None, stats)
-    return (probs, stats), (t_probs, t_stats)
-
-
-def _total_loglik(log_lik, weights, probs):
-    op, row_max = DenseLikelihood.from_log_lik(log_lik)
-    return jnp.dot(weights, row_max + jnp.log(op.mv(probs)))
+    return (probs, loglik, stats), (t_probs, t_loglik, t_stats)
 
 
 @eqx.filter_jit
 def _solve(log_lik, weights, solver):
     # Compiled once per shape and solver, so eager calls are cheap; under an outer
     # `jit` or `vmap` this simply inlines.
-    probs, stats = _optimal_weights(log_lik, weights, solver=solver)
-    loglik = _total_loglik(log_lik, weights, probs)
+    probs, loglik, stats = _optimal_weights(log_lik, weights, solver=solver)
     return NPMLESolution(
         probs=probs,
         loglik=loglik,

@@ -1,4 +1,4 @@
-"""The inner problem: mixture weights on a fixed grid (NPMLE)."""
+"""The inner problem: certified mixture weights on a fixed grid (NPMLE)."""
 
 from ._em import EM as EM
 from ._mixsqp import MixSQP as MixSQP
