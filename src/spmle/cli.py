@@ -34,9 +34,10 @@ def _demo(args) -> int:
     true_mean = float(weights @ atoms)
     print("spmle demo: NPMLE of a normal-means mixing distribution")
     print(f"  data      n = {args.n:,} draws x_i ~ N(theta_i, 1), seed {args.seed}")
-    print(
-        f"  truth     theta ~ {' + '.join(f'{w:.1f} d({a:+.1f})' for w, a in zip(weights, atoms))}"
+    truth = " + ".join(
+        f"{w:.1f} d({a:+.1f})" for w, a in zip(weights, atoms, strict=True)
     )
+    print(f"  truth     theta ~ {truth}")
     print(f"  grid      m = {args.m} points on [-5, 5]")
     print(f"  status    {'converged' if sol.converged else RESULTS[sol.result]}")
     print(f"  steps     {int(sol.num_steps)} SQP, {int(sol.num_qp_steps)} active-set")
@@ -48,7 +49,7 @@ def _demo(args) -> int:
     )
     print(f"  mean of F {mean:+.4f} (truth {true_mean:+.4f})")
     print("  estimated F (support points with weight >= 0.5%):")
-    for point, weight in zip(grid, probs):
+    for point, weight in zip(grid, probs, strict=True):
         if weight >= 0.005:
             print(f"    {point:+7.3f}  {weight:.4f}  {'#' * int(round(60 * weight))}")
     return 0 if sol.converged else 1

@@ -1,4 +1,4 @@
-"""Simulated problems with a known mixing distribution (for demos, tests, benchmarks)."""
+"""Simulated problems with a known mixing distribution (demos, tests, benchmarks)."""
 
 import jax
 import jax.numpy as jnp
