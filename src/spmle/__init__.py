@@ -1,5 +1,6 @@
 """spmle: semiparametric maximum likelihood in JAX."""
 
+from . import simulate as simulate
 from ._status import RESULTS as RESULTS
 from .inner import (
     EM as EM,

@@ -20,7 +20,12 @@ def normal_means(
     the (n, m) input of `spmle.npmle`.
 
     Example:
-        >>> theta, x, log_lik = normal_means(jax.random.key(0), 1000, grid)
+        >>> import jax, jax.numpy as jnp, spmle
+        >>> jax.config.update("jax_enable_x64", True)
+        >>> grid = jnp.linspace(-4, 4, 50)
+        >>> theta, x, log_lik = spmle.simulate.normal_means(jax.random.key(0), 1000, grid)
+        >>> log_lik.shape
+        (1000, 50)
     """
     atoms = jnp.asarray(atoms, dtype=float)
     probs = jnp.asarray(probs, dtype=float)

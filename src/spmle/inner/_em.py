@@ -21,7 +21,14 @@ class EM(AbstractNPMLESolver):
     `p_k > support_threshold`. It converges sublinearly: use it as a baseline.
 
     Example:
-        >>> spmle.npmle(log_lik, solver=spmle.EM(max_steps=50_000), throw=False)
+        >>> import jax, jax.numpy as jnp, spmle
+        >>> jax.config.update("jax_enable_x64", True)
+        >>> _, _, log_lik = spmle.simulate.normal_means(
+        ...     jax.random.key(0), 500, jnp.linspace(-4, 4, 20))
+        >>> em = spmle.npmle(log_lik, solver=spmle.EM(tol=1e-4), throw=False)
+        >>> sqp = spmle.npmle(log_lik)
+        >>> bool(abs(em.mean_loglik - sqp.mean_loglik) < 1e-4)
+        True
     """
 
     tol: float = 1e-8

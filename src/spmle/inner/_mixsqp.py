@@ -56,7 +56,13 @@ class MixSQP(AbstractNPMLESolver):
             QP's curvature; it damps the step, never moves the optimum.
 
     Example:
+        >>> import jax, jax.numpy as jnp, spmle
+        >>> jax.config.update("jax_enable_x64", True)
+        >>> _, _, log_lik = spmle.simulate.normal_means(
+        ...     jax.random.key(0), 500, jnp.linspace(-4, 4, 20))
         >>> sol = spmle.npmle(log_lik, solver=spmle.MixSQP(tol=1e-10))
+        >>> bool(sol.kkt_violation <= 1e-10)
+        True
     """
 
     tol: float = 1e-8

@@ -39,8 +39,12 @@ class DenseLikelihood(AbstractLikelihoodOperator):
     """`A` held as a dense (n, m) array.
 
     Example:
-        >>> op, row_max = DenseLikelihood.from_log_lik(log_lik)
-        >>> u = op.mv(probs)          # (n,) mixture likelihoods, up to exp(row_max)
+        >>> import jax, jax.numpy as jnp, spmle
+        >>> jax.config.update("jax_enable_x64", True)
+        >>> log_lik = jnp.log(jnp.array([[0.5, 0.25], [0.1, 0.4]]))
+        >>> op, row_max = spmle.DenseLikelihood.from_log_lik(log_lik)
+        >>> op.mv(jnp.array([0.5, 0.5]))  # (n,) mixture likelihoods / exp(row_max)
+        Array([0.75 , 0.625], dtype=float64)
     """
 
     matrix: Float[Array, "n m"]
