@@ -23,7 +23,8 @@ def normal_means(
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> grid = jnp.linspace(-4, 4, 50)
-        >>> theta, x, log_lik = spmle.simulate.normal_means(jax.random.key(0), 1000, grid)
+        >>> key = jax.random.key(0)
+        >>> theta, x, log_lik = spmle.simulate.normal_means(key, 1000, grid)
         >>> log_lik.shape
         (1000, 50)
     """
