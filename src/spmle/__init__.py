@@ -1,6 +1,6 @@
 """spmle: semiparametric maximum likelihood in JAX."""
 
-from . import simulate as simulate
+from . import compat as compat, models as models, simulate as simulate
 from ._status import RESULTS as RESULTS
 from .inner import (
     EM as EM,
@@ -11,6 +11,12 @@ from .inner import (
     NPMLESolution as NPMLESolution,
     npmle as npmle,
 )
+from .model import (
+    AbstractModel as AbstractModel,
+    Grid as Grid,
+    Groups as Groups,
+)
+from .profile import ProfileInfo as ProfileInfo, profile_loglik as profile_loglik
 
 
 __version__ = "0.1.0"

@@ -42,7 +42,7 @@ def _rows(mask: np.ndarray, limit: int = 5) -> str:
     return f"row{'s' if rows.size > 1 else ''} {shown}{more}"
 
 
-def check_values_eagerly(log_lik, weights) -> None:
+def check_values_eagerly(log_lik, weights, name: str = "log_lik") -> None:
     """Raise a `ValueError` naming the offending rows; no-op when traced."""
     if not is_concrete(log_lik, weights):
         return
@@ -50,17 +50,17 @@ def check_values_eagerly(log_lik, weights) -> None:
     w = np.asarray(weights)
     nan_rows = np.isnan(L).any(axis=1)
     if nan_rows.any():
-        raise ValueError(f"`log_lik` has NaN entries in {_rows(nan_rows)}.")
+        raise ValueError(f"`{name}` has NaN entries in {_rows(nan_rows)}.")
     posinf_rows = np.isposinf(L).any(axis=1)
     if posinf_rows.any():
         raise ValueError(
-            f"`log_lik` has +inf entries in {_rows(posinf_rows)}: a likelihood must "
+            f"`{name}` has +inf entries in {_rows(posinf_rows)}: a likelihood must "
             "be finite."
         )
     dead_rows = np.isneginf(L).all(axis=1)
     if dead_rows.any():
         raise ValueError(
-            f"`log_lik` is -inf on the whole grid in {_rows(dead_rows)}: no support "
+            f"`{name}` is -inf on the whole grid in {_rows(dead_rows)}: no support "
             "point can explain these observations. Widen or refine the grid."
         )
     if not np.isfinite(w).all():

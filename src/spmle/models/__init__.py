@@ -1,0 +1,3 @@
+"""Ready models."""
+
+from .linear_factor import LinearFactor as LinearFactor
