@@ -1,3 +1,4 @@
+import cvxpy as cp
 import jax
 import numpy as np
 import pytest
@@ -54,3 +55,28 @@ def certificate(log_lik, probs, weights=None):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261122)
+
+
+def clarabel_npmle(log_lik, weights=None):
+    """The NPMLE by Clarabel's interior point method (mean objective for scaling)."""
+    log_lik = np.asarray(log_lik)
+    n, m = log_lik.shape
+    w = np.ones(n) if weights is None else np.asarray(weights)
+    A = np.exp(log_lik - log_lik.max(axis=1, keepdims=True))
+    p = cp.Variable(m, nonneg=True)
+    problem = cp.Problem(cp.Maximize((w / w.sum()) @ cp.log(A @ p)), [cp.sum(p) == 1])
+    for tol in (1e-11, 1e-10):
+        try:
+            problem.solve(
+                solver=cp.CLARABEL,
+                tol_gap_abs=tol,
+                tol_gap_rel=tol,
+                tol_feas=tol,
+                max_iter=500,
+            )
+        except cp.error.SolverError:
+            continue
+        if problem.status == cp.OPTIMAL:
+            break
+    assert problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+    return np.clip(p.value, 0.0, None)

@@ -1,41 +1,16 @@
 """The NPMLE against independent references: Clarabel via cvxpy, a closed form."""
 
-import cvxpy as cp
 import numpy as np
 import pytest
 
 import spmle
 from conftest import (
     certificate,
+    clarabel_npmle,
     mean_loglik,
     normal_means_log_lik,
     scale_mixture_log_lik,
 )
-
-
-def clarabel_npmle(log_lik, weights=None):
-    """The NPMLE by Clarabel's interior point method (mean objective for scaling)."""
-    log_lik = np.asarray(log_lik)
-    n, m = log_lik.shape
-    w = np.ones(n) if weights is None else np.asarray(weights)
-    A = np.exp(log_lik - log_lik.max(axis=1, keepdims=True))
-    p = cp.Variable(m, nonneg=True)
-    problem = cp.Problem(cp.Maximize((w / w.sum()) @ cp.log(A @ p)), [cp.sum(p) == 1])
-    for tol in (1e-11, 1e-10):
-        try:
-            problem.solve(
-                solver=cp.CLARABEL,
-                tol_gap_abs=tol,
-                tol_gap_rel=tol,
-                tol_feas=tol,
-                max_iter=500,
-            )
-        except cp.error.SolverError:
-            continue
-        if problem.status == cp.OPTIMAL:
-            break
-    assert problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
-    return np.clip(p.value, 0.0, None)
 
 
 def _problems():
