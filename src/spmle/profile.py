@@ -117,16 +117,7 @@ def profile_loglik(
         )
     check_values_eagerly(log_lik, weights, name=name)
 
-    def solve(log_lik, weights):
-        return npmle(log_lik, weights=weights, solver=solver, throw=False)
-
-    if groups is None:
-        sols = jax.tree.map(lambda x: x[None], solve(log_lik, weights))
-    else:
-        grouped_weights = jnp.where(groups.mask, weights[groups.index], 0.0)
-        sols = jax.vmap(lambda i, w: solve(log_lik[i], w))(
-            groups.index, grouped_weights
-        )
+    sols = solve_groups(log_lik, weights, groups, solver)
     info = ProfileInfo(
         probs=sols.probs,
         loglik=sols.loglik,
@@ -142,6 +133,18 @@ def profile_loglik(
         else:
             value = RESULTS.max_steps_reached.error_if(value, ~info.converged)
     return value, info
+
+
+def solve_groups(log_lik, weights, groups: Groups | None, solver):
+    """The inner NPMLE of every group, batched: an `NPMLESolution` with leading G."""
+
+    def solve(log_lik, weights):
+        return npmle(log_lik, weights=weights, solver=solver, throw=False)
+
+    if groups is None:
+        return jax.tree.map(lambda x: x[None], solve(log_lik, weights))
+    grouped_weights = jnp.where(groups.mask, weights[groups.index], 0.0)
+    return jax.vmap(lambda i, w: solve(log_lik[i], w))(groups.index, grouped_weights)
 
 
 def _raise_if_failed(info: ProfileInfo, solver) -> None:

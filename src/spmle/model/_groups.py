@@ -65,6 +65,12 @@ class Groups(eqx.Module):
         index = np.where(mask, index, index[:, :1])
         return cls(jnp.asarray(index), jnp.asarray(mask))
 
+    def labels(self) -> Int[Array, " n"]:
+        """(n,) the group label of each observation."""
+        n = int(self.mask.sum())
+        group = jnp.broadcast_to(jnp.arange(self.num_groups)[:, None], self.index.shape)
+        return jnp.zeros(n, int).at[self.index[self.mask]].set(group[self.mask])
+
     @property
     def num_groups(self) -> int:
         """G."""

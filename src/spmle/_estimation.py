@@ -1,0 +1,265 @@
+"""Shared machinery of `fit` and `fit_mle`: optimise, then infer.
+
+A problem knows the total log-likelihood and the per-observation contributions as
+functions of the parameters; everything else (the optimiser run, the Hessian, the
+scores, the covariance estimators, the bootstrap, the delta method) is the same for
+the semiparametric and the parametric path.
+"""
+
+import abc
+import warnings
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+import pandas as pd
+from jaxtyping import Array, Float
+
+from . import _params
+from ._warnings import ConvergenceWarning
+from .inference import inverse_information, meat, sandwich
+from .results import Results
+
+
+COV_TYPES = ("hessian", "sandwich", "cluster", "bootstrap")
+
+
+class AbstractProblem(eqx.Module):
+    """A log-likelihood in the parameters, with per-observation contributions."""
+
+    static: eqx.AbstractVar[Any]
+    data: eqx.AbstractVar[dict]
+    weights: eqx.AbstractVar[Float[Array, " n"]]
+
+    def model(self, params):
+        return eqx.combine(params, self.static)
+
+    @abc.abstractmethod
+    def loglik(self, params) -> tuple[Float[Array, ""], Any]:
+        """The total log-likelihood and auxiliary output."""
+
+    @abc.abstractmethod
+    def contributions(self, params) -> Float[Array, " n"]:
+        """`w_i log l_i(theta)` for each observation; sums to the total."""
+
+    def with_weights(self, weights) -> "AbstractProblem":
+        return eqx.tree_at(lambda p: p.weights, self, weights)
+
+
+def default_optimizer() -> optx.AbstractMinimiser:
+    """BFGS on the mean negative log-likelihood, tolerances 1e-9."""
+    return optx.BFGS(rtol=1e-9, atol=1e-9)
+
+
+@eqx.filter_jit
+def _minimise(problem: AbstractProblem, params0, optimizer, max_steps: int):
+    total_weight = jnp.sum(problem.weights)
+
+    def objective(params, problem):
+        value, aux = problem.loglik(params)
+        return -value / total_weight, aux
+
+    solution = optx.minimise(
+        objective,
+        optimizer,
+        params0,
+        args=problem,
+        has_aux=True,
+        max_steps=max_steps,
+        throw=False,
+    )
+    return solution.value, solution.result, solution.stats["num_steps"]
+
+
+def optimise(problem, starts, optimizer, max_steps):
+    """Run the optimiser from every start; keep the best log-likelihood."""
+    best = None
+    for params0 in starts:
+        params, result, steps = _minimise(problem, params0, optimizer, max_steps)
+        value = float(_total(problem, params))
+        if best is None or (np.isfinite(value) and value > best[0]):
+            best = (value, params, result, int(steps))
+    return best
+
+
+@eqx.filter_jit
+def _total(problem, params):
+    return problem.loglik(params)[0]
+
+
+@eqx.filter_jit
+def _derivatives(problem, flat, unflatten):
+    def total(flat):
+        return problem.loglik(unflatten(flat))[0]
+
+    return jax.grad(total)(flat), jax.hessian(total)(flat)
+
+
+@eqx.filter_jit
+def _scores(problem, flat, unflatten):
+    return jax.jacfwd(lambda f: problem.contributions(unflatten(f)))(flat)
+
+
+@eqx.filter_jit
+def _bootstrap_draws(problem, params, optimizer, max_steps, multipliers, batch_size):
+    def one(multiplier):
+        fitted, result, _ = _minimise(
+            problem.with_weights(problem.weights * multiplier),
+            params,
+            optimizer,
+            max_steps,
+        )
+        return _params.flatten(fitted)[0], result == optx.RESULTS.successful
+
+    return jax.lax.map(one, multipliers, batch_size=batch_size)
+
+
+def infer(
+    problem: AbstractProblem,
+    params,
+    *,
+    optimizer,
+    max_steps: int,
+    outer_result,
+    steps: int,
+    cov_type: str,
+    clusters,
+    bootstrap_draws: int,
+    key,
+    method: str,
+    mixing=None,
+    df_mixing: int = 0,
+    num_groups: int = 1,
+    grid_size: int | None = None,
+    inner_converged: bool = True,
+    inner_message: str | None = None,
+    mixing_probs=None,
+) -> Results:
+    """Hessian, scores and the requested covariance at the estimate."""
+    if cov_type not in COV_TYPES:
+        raise ValueError(f"cov_type={cov_type!r}: use one of {', '.join(COV_TYPES)}.")
+    if cov_type == "cluster" and clusters is None:
+        raise ValueError("cov_type='cluster' needs `clusters`: one cluster id per row.")
+    names = _params.names(params)
+    flat, unflatten = _params.flatten(params)
+    llf = float(_total(problem, params))
+    grad, hessian = (np.asarray(x) for x in _derivatives(problem, flat, unflatten))
+    total_weight = float(jnp.sum(problem.weights))
+    grad_norm = float(np.max(np.abs(grad))) / total_weight
+    bread = inverse_information(hessian, names)
+
+    scores = None
+    if cov_type in ("sandwich", "cluster") or mixing_probs is not None:
+        scores = np.asarray(_scores(problem, flat, unflatten))
+    if cov_type == "hessian":
+        cov = bread
+    elif cov_type in ("sandwich", "cluster"):
+        cov = sandwich(bread, meat(scores, clusters if cov_type == "cluster" else None))
+    else:
+        if key is None:
+            raise ValueError("cov_type='bootstrap' needs an explicit PRNG `key`.")
+        n = problem.weights.shape[0]
+        multipliers = jax.random.exponential(
+            key, (bootstrap_draws, n), dtype=flat.dtype
+        )
+        draws, ok = _bootstrap_draws(
+            problem, params, optimizer, max_steps, multipliers, min(bootstrap_draws, 8)
+        )
+        draws, ok = np.asarray(draws), np.asarray(ok)
+        if not ok.all():
+            warnings.warn(
+                f"{(~ok).sum()} of {ok.size} bootstrap refits did not converge and are "
+                "left out.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        cov = np.cov(draws[ok].T).reshape(flat.size, flat.size)
+
+    outer_ok = bool(outer_result == optx.RESULTS.successful)
+    status = "successful" if outer_ok else optx.RESULTS[outer_result]
+    if not outer_ok:
+        warnings.warn(
+            f"the optimiser did not converge after {steps} steps: {status}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    if not inner_converged:
+        warnings.warn(
+            f"inner NPMLE at the estimate: {inner_message}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    info = {"status": status, "steps": steps, "grad_norm": grad_norm}
+    if inner_message is not None:
+        info["inner"] = inner_message
+
+    delta = None
+    if mixing_probs is not None:
+        delta = _delta_method(
+            problem,
+            params,
+            flat,
+            unflatten,
+            cov,
+            bread,
+            scores,
+            clusters if cov_type == "cluster" else None,
+            mixing_probs,
+        )
+    return Results(
+        model=problem.model(params),
+        params=pd.Series(np.asarray(flat), index=names),
+        cov=cov,
+        cov_type=cov_type,
+        llf=llf,
+        nobs=problem.weights.shape[0],
+        df_mixing=df_mixing,
+        hessian=hessian,
+        converged=outer_ok and inner_converged,
+        optimizer_info=info,
+        method=method,
+        mixing=mixing,
+        num_groups=num_groups,
+        grid_size=grid_size,
+        delta=delta,
+    )
+
+
+def _delta_method(
+    problem, params, flat, unflatten, cov, bread, scores, clusters, probs_fn
+):
+    """Delta method for `fn(model, probs)` with `probs = p*(theta, w)`.
+
+    The influence of observation i is `G I^-1 s_i + D_i`, with G the total
+    derivative in theta (through the optimal weights) and `D_i` the derivative in
+    the weight of observation i at fixed theta (its direct effect on F). The
+    variance is `G Cov G' + G I^-1 S'D + D'S I^-1 G' + D'D`, so a function of theta
+    alone gets exactly `G Cov G'`.
+    """
+
+    def apply(fn):
+        def psi(flat, weights):
+            model = problem.model(unflatten(flat))
+            return jnp.atleast_1d(
+                fn(model, probs_fn(problem.with_weights(weights), flat))
+            )
+
+        weights = problem.weights
+        estimate = np.asarray(psi(flat, weights))
+        G = np.asarray(jax.jacfwd(psi, argnums=0)(flat, weights))
+        D = np.asarray(jax.jacrev(psi, argnums=1)(flat, weights)).T  # (n, k)
+        S, Dc = scores, D
+        if clusters is not None:
+            labels, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+            S = np.zeros((labels.size, scores.shape[1]))
+            Dc = np.zeros((labels.size, D.shape[1]))
+            np.add.at(S, inverse, scores)
+            np.add.at(Dc, inverse, D)
+        cross = G @ bread @ S.T @ Dc
+        variance = G @ cov @ G.T + cross + cross.T + Dc.T @ Dc
+        return estimate, variance
+
+    return apply

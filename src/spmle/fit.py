@@ -1,0 +1,179 @@
+"""`fit`: the semiparametric MLE, maximising the profile log-likelihood."""
+
+import warnings
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from . import _params
+from ._estimation import AbstractProblem, default_optimizer, infer, optimise
+from ._status import RESULTS
+from ._warnings import GridWarning
+from ._x64 import as_float64, require_x64
+from .inner import AbstractNPMLESolver, MixSQP
+from .mixing import MixingDistribution
+from .model import AbstractModel, Groups, as_data, as_support, nobs
+from .profile import profile_loglik, solve_groups
+from .results import Results
+
+
+class _Profile(AbstractProblem):
+    static: object
+    data: dict
+    weights: Float[Array, " n"]
+    points: Float[Array, "m *d"]
+    groups: Groups | None
+    labels: Int[Array, " n"]
+    solver: AbstractNPMLESolver
+
+    def loglik(self, params):
+        return profile_loglik(
+            self.model(params),
+            self.data,
+            self.points,
+            groups=self.groups,
+            weights=self.weights,
+            solver=self.solver,
+            throw=False,
+        )
+
+    def probs(self, params):
+        log_lik = self.model(params).log_cond_lik(self.data, self.points)
+        return solve_groups(log_lik, self.weights, self.groups, self.solver).probs
+
+    def contributions(self, params):
+        log_lik = self.model(params).log_cond_lik(self.data, self.points)
+        probs = solve_groups(log_lik, self.weights, self.groups, self.solver).probs
+        row_max = jax.lax.stop_gradient(jnp.max(log_lik, axis=1))
+        mixture = jnp.sum(
+            jnp.exp(log_lik - row_max[:, None]) * probs[self.labels], axis=1
+        )
+        return self.weights * (row_max + jnp.log(mixture))
+
+
+def _edge_points(points: np.ndarray) -> np.ndarray:
+    if points.ndim == 1:
+        return (points == points.min()) | (points == points.max())
+    return np.any(
+        (points == points.min(axis=0)) | (points == points.max(axis=0)), axis=1
+    )
+
+
+def fit(
+    model0: AbstractModel,
+    data,
+    support,
+    *,
+    groups=None,
+    weights: Float[Array, " n"] | None = None,
+    solver: AbstractNPMLESolver = MixSQP(),
+    optimizer=None,
+    max_steps: int = 1000,
+    starts: Sequence[AbstractModel] = (),
+    cov_type: str = "hessian",
+    clusters=None,
+    bootstrap_draws: int = 199,
+    key=None,
+) -> Results:
+    """Semiparametric maximum likelihood: theta by the profile likelihood, F on a grid.
+
+    Maximises `L*(theta) = sum_g max_{p_g} sum_{i in g} w_i log sum_k exp(l_ik) p_gk`
+    over the model's parameters (its floating array fields) with a jit-compiled
+    optimistix minimiser on `-L*/sum(w)`.
+
+    Args:
+        model0: the starting model (an `spmle.AbstractModel`).
+        data: dict of arrays with leading axis n, or a pandas DataFrame.
+        support: (m,) or (m, d) support points, or an `spmle.Grid`.
+        groups: optional (n,) integer labels `0..G-1`: one F per group.
+        weights: optional (n,) nonnegative observation weights.
+        solver: the inner NPMLE strategy.
+        optimizer: an optimistix minimiser (default `optx.BFGS(rtol=1e-9,
+            atol=1e-9)`).
+        max_steps: outer iterations per start.
+        starts: further starting models; the fit with the highest `llf` is kept.
+        cov_type: `"hessian"` (inverse observed profile information), `"sandwich"`,
+            `"cluster"` (with `clusters`) or `"bootstrap"` (exponential weights,
+            `bootstrap_draws` refits vmapped and warm-started at the estimate, with
+            the PRNG `key`).
+        clusters: (n,) cluster ids for `cov_type="cluster"`.
+
+    Returns:
+        `spmle.Results` with `params`, `bse`, `cov_params()`, `conf_int()`,
+        `summary()`, the fitted `model` and the estimated `mixing` distribution.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, spmle
+        >>> jax.config.update("jax_enable_x64", True)
+        >>> truth = spmle.models.LinearFactor(jnp.array([1.5, 0.3]), jnp.zeros(3))
+        >>> data = truth.simulate(jax.random.key(0), jnp.array([-3.0, 0.0, 5.0]),
+        ...                       jnp.array([0.3, 0.5, 0.2]), 1000)
+        >>> start = spmle.models.LinearFactor(jnp.array([1.0, 1.0]), jnp.zeros(3))
+        >>> res = spmle.fit(start, data, spmle.Grid.evenly_spaced(-6, 6, 75))
+        >>> res.converged, res.params.index[0]
+        (True, 'loadings[0]')
+    """
+    require_x64()
+    data = as_data(data)
+    n = nobs(data)
+    points = as_support(support)
+    if groups is not None and not isinstance(groups, Groups):
+        groups = Groups.from_labels(groups)
+    labels = jnp.zeros(n, int) if groups is None else groups.labels()
+    weights = jnp.ones(n) if weights is None else as_float64(weights, "weights")
+    if weights.shape != (n,):
+        raise ValueError(f"`weights` must have shape ({n},); got {weights.shape}.")
+    params0, static = _params.split(model0)
+    problem = _Profile(static, data, weights, points, groups, labels, solver)
+    # Fail early, with a message naming rows, on a bad model or data at the start.
+    profile_loglik(
+        model0, data, points, groups=groups, weights=weights, solver=solver, throw=False
+    )
+    starts = [params0, *(_params.split(s)[0] for s in starts)]
+    optimizer = default_optimizer() if optimizer is None else optimizer
+    _, params, outer_result, steps = optimise(problem, starts, optimizer, max_steps)
+
+    _, info = problem.loglik(params)
+    probs = np.asarray(info.probs)
+    inner_ok = bool(info.converged)
+    failed = int(np.sum(~np.asarray(info.result == RESULTS.successful)))
+    inner = (
+        f"all {probs.shape[0]} certified (max KKT violation "
+        f"{float(jnp.max(info.kkt_violation)):.1e})"
+        if inner_ok
+        else f"{failed} of {probs.shape[0]} not certified"
+    )
+    edge = _edge_points(np.asarray(points))
+    if np.any(probs[:, edge] > 1e-8):
+        warnings.warn(
+            "the estimated mixing distribution puts mass "
+            f"{probs[:, edge].sum(axis=1).max():.3g} on the edge of the grid: the grid "
+            "may be too narrow; widen it and refit.",
+            GridWarning,
+            stacklevel=2,
+        )
+    return infer(
+        problem,
+        params,
+        optimizer=optimizer,
+        max_steps=max_steps,
+        outer_result=outer_result,
+        steps=steps,
+        cov_type=cov_type,
+        clusters=clusters,
+        bootstrap_draws=bootstrap_draws,
+        key=key,
+        method="profile maximum likelihood (NPMLE of F)",
+        mixing=MixingDistribution(np.asarray(points), probs),
+        df_mixing=int(np.sum(probs > 0) - probs.shape[0]),
+        num_groups=probs.shape[0],
+        grid_size=int(points.shape[0]),
+        inner_converged=inner_ok,
+        inner_message=inner,
+        mixing_probs=lambda problem, flat: problem.probs(
+            _params.flatten(params)[1](flat)
+        ),
+    )
