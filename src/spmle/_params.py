@@ -1,9 +1,11 @@
 """A model's parameters: its floating array fields, flattened with readable names."""
 
+import math
+
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 
 def split(model):
@@ -24,6 +26,24 @@ def names(params) -> list[str]:
     return out
 
 
+class Unflatten(eqx.Module):
+    """Vector -> parameter pytree. Static and hashable by value, so functions that
+    take it as an argument compile once per model structure, not once per call."""
+
+    treedef: object = eqx.field(static=True)
+    shapes: tuple = eqx.field(static=True)
+
+    def __call__(self, vector):
+        leaves, start = [], 0
+        for shape in self.shapes:
+            size = math.prod(shape)
+            leaves.append(jnp.reshape(vector[start : start + size], shape))
+            start += size
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+
 def flatten(params):
     """`(vector, unflatten)` of the parameters."""
-    return ravel_pytree(params)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    vector = jnp.concatenate([jnp.ravel(leaf) for leaf in leaves])
+    return vector, Unflatten(treedef, tuple(np.shape(leaf) for leaf in leaves))
