@@ -96,19 +96,23 @@ def spmle_worker(infile: str, out_prefix: str, repeats: int, solver_kwargs: dict
 
     probs = np.asarray(sol.probs, dtype=np.float64)
     np.save(out_prefix + ".probs.npy", probs)
-    print(json.dumps({
-        "solver": "spmle",
-        "version": f"{spmle.__version__} (jax {jax.__version__})",
-        "time_first": time_first,
-        "time_warm": time_warm,
-        "iterations": int(sol.num_steps),
-        "qp_iterations": int(sol.num_qp_steps),
-        "status": _result_name(sol.result),
-        "own_kkt_violation": float(sol.kkt_violation),
-        "own_kkt_support_residual": float(sol.kkt_support_residual),
-        "own_mean_loglik": float(sol.mean_loglik),
-        "solver_kwargs": solver_kwargs,
-    }))
+    print(
+        json.dumps(
+            {
+                "solver": "spmle",
+                "version": f"{spmle.__version__} (jax {jax.__version__})",
+                "time_first": time_first,
+                "time_warm": time_warm,
+                "iterations": int(sol.num_steps),
+                "qp_iterations": int(sol.num_qp_steps),
+                "status": _result_name(sol.result),
+                "own_kkt_violation": float(sol.kkt_violation),
+                "own_kkt_support_residual": float(sol.kkt_support_residual),
+                "own_mean_loglik": float(sol.mean_loglik),
+                "solver_kwargs": solver_kwargs,
+            }
+        )
+    )
 
 
 # --------------------------------------------------------------------------
@@ -135,7 +139,7 @@ def evaluate(L: np.ndarray, probs: np.ndarray, block: int = 50_000) -> dict:
     obj = 0.0
     d = np.zeros(m)
     for start in range(0, n, block):
-        rows = np.asarray(L[start:start + block], dtype=np.float64)
+        rows = np.asarray(L[start : start + block], dtype=np.float64)
         z = rows + log_p
         top = z.max(axis=1, keepdims=True)
         lse = top[:, 0] + np.log(np.exp(z - top).sum(axis=1))
@@ -159,8 +163,12 @@ def run_child(cmd: list[str], timeout: float) -> dict:
     """Run `cmd`; return its last JSON line, or a record of what went wrong."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True, cwd=REPO,
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        cwd=REPO,
     )
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
@@ -181,8 +189,11 @@ def run_child(cmd: list[str], timeout: float) -> dict:
                 pass
     if proc.returncode != 0 or record is None:
         tail = (stderr or stdout or "").strip().splitlines()[-5:]
-        return {"status": f"error (rc={proc.returncode})", "wall": wall,
-                "stderr_tail": tail}
+        return {
+            "status": f"error (rc={proc.returncode})",
+            "wall": wall,
+            "stderr_tail": tail,
+        }
     record["wall"] = wall
     return record
 
@@ -191,15 +202,23 @@ def peer_available(peer: str) -> tuple[bool, str]:
     if peer == "mixsqpx":
         if not MIXSQPX_PYTHON.exists():
             return False, f"{MIXSQPX_PYTHON} not found"
-        ok = subprocess.run([str(MIXSQPX_PYTHON), "-c", "import mixsqpx"],
-                            capture_output=True).returncode == 0
+        ok = (
+            subprocess.run(
+                [str(MIXSQPX_PYTHON), "-c", "import mixsqpx"], capture_output=True
+            ).returncode
+            == 0
+        )
         return ok, "" if ok else "mixsqpx does not import in .venv-mixsqpx"
     if peer == "R":
         if shutil.which("Rscript") is None:
             return False, "Rscript not on PATH"
-        ok = subprocess.run(
-            ["Rscript", "-e", "suppressPackageStartupMessages(library(mixsqp))"],
-            capture_output=True).returncode == 0
+        ok = (
+            subprocess.run(
+                ["Rscript", "-e", "suppressPackageStartupMessages(library(mixsqp))"],
+                capture_output=True,
+            ).returncode
+            == 0
+        )
         return ok, "" if ok else "R package mixsqp not installed"
     return False, f"unknown peer {peer!r}"
 
@@ -207,15 +226,18 @@ def peer_available(peer: str) -> tuple[bool, str]:
 def peer_version(peer: str) -> str:
     try:
         if peer == "mixsqpx":
-            code = ("import importlib.metadata as m, jax; "
-                    "print(m.version('mixsqpx'), '(jax', jax.__version__ + ')')")
-            return subprocess.run([str(MIXSQPX_PYTHON), "-c", code],
-                                  capture_output=True, text=True).stdout.strip()
+            code = (
+                "import importlib.metadata as m, jax; "
+                "print(m.version('mixsqpx'), '(jax', jax.__version__ + ')')"
+            )
+            return subprocess.run(
+                [str(MIXSQPX_PYTHON), "-c", code], capture_output=True, text=True
+            ).stdout.strip()
         if peer == "R":
-            code = ('cat(as.character(packageVersion("mixsqp")), "(",'
-                    ' R.version.string, ")")')
-            return subprocess.run(["Rscript", "-e", code],
-                                  capture_output=True, text=True).stdout.strip()
+            code = 'cat(sprintf("%s (R %s)", packageVersion("mixsqp"), getRversion()))'
+            return subprocess.run(
+                ["Rscript", "-e", code], capture_output=True, text=True
+            ).stdout.strip()
     except OSError:
         pass
     return "unknown"
@@ -226,8 +248,18 @@ def peer_version(peer: str) -> str:
 # --------------------------------------------------------------------------
 
 
-COLUMNS = ("n", "m", "solver", "first (s)", "warm (s)", "iters", "objective",
-           "rel gap to best", "certificate", "status")
+COLUMNS = (
+    "n",
+    "m",
+    "solver",
+    "first (s)",
+    "warm (s)",
+    "iters",
+    "objective",
+    "rel gap to best",
+    "certificate",
+    "status",
+)
 
 
 def _fmt_time(t):
@@ -243,15 +275,23 @@ def table_rows(records: list[dict]) -> list[tuple[str, ...]]:
     for r in records:
         status = r.get("status", "?")
         if r.get("clipped"):
-            status += f" [p clipped: min {r['min_prob']:.1e}, sum-1 {r['sum_minus_1']:.1e}]"
+            lo, off = r["min_prob"], r["sum_minus_1"]
+            status += f" [p clipped: min {lo:.1e}, sum-1 {off:.1e}]"
         obj = r.get("objective")
-        rows.append((
-            str(r["n"]), str(r["m"]), SOLVER_NAMES.get(r["solver"], r["solver"]),
-            _fmt_time(r.get("time_first")), _fmt_time(r.get("time_warm")),
-            "-" if r.get("iterations") is None else str(r["iterations"]),
-            "-" if obj is None or not np.isfinite(obj) else f"{obj:.12f}",
-            _fmt_sci(r.get("rel_gap")), _fmt_sci(r.get("certificate")), status,
-        ))
+        rows.append(
+            (
+                str(r["n"]),
+                str(r["m"]),
+                SOLVER_NAMES.get(r["solver"], r["solver"]),
+                _fmt_time(r.get("time_first")),
+                _fmt_time(r.get("time_warm")),
+                "-" if r.get("iterations") is None else str(r["iterations"]),
+                "-" if obj is None or not np.isfinite(obj) else f"{obj:.12f}",
+                _fmt_sci(r.get("rel_gap")),
+                _fmt_sci(r.get("certificate")),
+                status,
+            )
+        )
     return rows
 
 
@@ -264,8 +304,11 @@ def speedup_line(records: list[dict]) -> str:
     parts = []
     cases = sorted({(r["n"], r["m"]) for r in records})
     for n, m in cases:
-        warm = {r["solver"]: r.get("time_warm") for r in records
-                if (r["n"], r["m"]) == (n, m)}
+        warm = {
+            r["solver"]: r.get("time_warm")
+            for r in records
+            if (r["n"], r["m"]) == (n, m)
+        }
         a, b = warm.get("spmle"), warm.get("mixsqpx")
         if a and b:
             parts.append(f"n={_short(n)} m={m}: {b / a:.2f}x")
@@ -273,18 +316,24 @@ def speedup_line(records: list[dict]) -> str:
             parts.append(f"n={_short(n)} m={m}: n/a")
     if not parts:
         return "Speed-up of spmle warm over mixsqpx warm: n/a (mixsqpx not run)"
-    return ("Speed-up of spmle warm over mixsqpx warm (mixsqpx warm / spmle warm): "
-            + "; ".join(parts))
+    return (
+        "Speed-up of spmle warm over mixsqpx warm (mixsqpx warm / spmle warm): "
+        + "; ".join(parts)
+    )
 
 
 def plain_table(rows) -> str:
-    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
-              for i, c in enumerate(COLUMNS)]
+    widths = [
+        max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
+        for i, c in enumerate(COLUMNS)
+    ]
     right = {0, 1, 3, 4, 5, 6, 7, 8}
 
     def fmt(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
 
     lines = [fmt(COLUMNS), "  ".join("-" * w for w in widths)]
     lines += [fmt(r) for r in rows]
@@ -292,9 +341,15 @@ def plain_table(rows) -> str:
 
 
 def markdown_table(rows) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---:" if i in {0, 1, 3, 4, 5, 6, 7, 8} else "---"
-                            for i in range(len(COLUMNS))) + "|"]
+    lines = [
+        "| " + " | ".join(COLUMNS) + " |",
+        "|"
+        + "|".join(
+            "---:" if i in {0, 1, 3, 4, 5, 6, 7, 8} else "---"
+            for i in range(len(COLUMNS))
+        )
+        + "|",
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -313,17 +368,25 @@ def machine_line() -> str:
 
 def write_outputs(out: Path, records: list[dict], meta: dict, final: bool):
     rows = table_rows(records)
-    md = [f"# NPMLE benchmark ({'complete' if final else 'partial'})", "",
-          f"- date: {meta['date']}", f"- machine: {meta['machine']}",
-          f"- versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
-          f"- seed: {meta['seed']}, repeats: {meta['repeats']}, "
-          f"spmle MixSQP kwargs: {json.dumps(meta['solver_kwargs'])}", "",
-          markdown_table(rows), "", speedup_line(records)]
+    md = [
+        f"# NPMLE benchmark ({'complete' if final else 'partial'})",
+        "",
+        f"- date: {meta['date']}",
+        f"- machine: {meta['machine']}",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
+        f"- seed: {meta['seed']}, repeats: {meta['repeats']}, "
+        f"spmle MixSQP kwargs: {json.dumps(meta['solver_kwargs'])}",
+        "",
+        markdown_table(rows),
+        "",
+        speedup_line(records),
+    ]
     for note in meta["notes"]:
         md.append(f"\nNote: {note}")
     (out / "npmle_table.md").write_text("\n".join(md) + "\n")
     (out / "npmle_results.json").write_text(
-        json.dumps({"meta": meta, "records": records}, indent=1, default=str))
+        json.dumps({"meta": meta, "records": records}, indent=1, default=str)
+    )
 
 
 # --------------------------------------------------------------------------
@@ -345,21 +408,46 @@ def run_case(n, m, args, peers, solver_kwargs, out: Path) -> list[dict]:
         L.astype("<f8", copy=False).tofile(binf)
     del L
     gc.collect()
-    print(f"[n={n} m={m}] problem built and written in "
-          f"{time.perf_counter() - t0:.1f}s", flush=True)
+    print(
+        f"[n={n} m={m}] problem built and written in {time.perf_counter() - t0:.1f}s",
+        flush=True,
+    )
 
     commands = {
-        "spmle": [sys.executable, str(Path(__file__).resolve()), "--worker", npy,
-                  str(case) + ".spmle", "--repeats", str(args.repeats),
-                  "--solver-kwargs", json.dumps(solver_kwargs)],
-        "mixsqpx": [str(MIXSQPX_PYTHON), str(RUN_MIXSQPX), npy,
-                    str(case) + ".mixsqpx", "--repeats", str(args.repeats)],
-        "R": ["Rscript", str(RUN_MIXSQP_R), binf, str(n), str(m),
-              str(case) + ".R", str(args.repeats)],
+        "spmle": [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            npy,
+            str(case) + ".spmle",
+            "--repeats",
+            str(args.repeats),
+            "--solver-kwargs",
+            json.dumps(solver_kwargs),
+        ],
+        "mixsqpx": [
+            str(MIXSQPX_PYTHON),
+            str(RUN_MIXSQPX),
+            npy,
+            str(case) + ".mixsqpx",
+            "--repeats",
+            str(args.repeats),
+        ],
+        "R": [
+            "Rscript",
+            str(RUN_MIXSQP_R),
+            binf,
+            str(n),
+            str(m),
+            str(case) + ".R",
+            str(args.repeats),
+        ],
     }
-    probs_files = {"spmle": str(case) + ".spmle.probs.npy",
-                   "mixsqpx": str(case) + ".mixsqpx.probs.npy",
-                   "R": str(case) + ".R.probs.bin"}
+    probs_files = {
+        "spmle": str(case) + ".spmle.probs.npy",
+        "mixsqpx": str(case) + ".mixsqpx.probs.npy",
+        "R": str(case) + ".R.probs.bin",
+    }
 
     records = []
     for solver in ("spmle", *peers):
@@ -367,13 +455,19 @@ def run_case(n, m, args, peers, solver_kwargs, out: Path) -> list[dict]:
         rec.update(n=n, m=m, solver=solver)
         path = probs_files[solver]
         if os.path.exists(path) and not rec["status"].startswith(("timeout", "error")):
-            probs = (np.load(path) if path.endswith(".npy")
-                     else np.fromfile(path, dtype="<f8"))
+            probs = (
+                np.load(path)
+                if path.endswith(".npy")
+                else np.fromfile(path, dtype="<f8")
+            )
             rec["probs"] = probs.tolist()
             os.remove(path)
-        print(f"[n={n} m={m}] {solver}: status={rec['status']} "
-              f"first={rec.get('time_first')} warm={rec.get('time_warm')} "
-              f"iters={rec.get('iterations')} wall={rec.get('wall'):.1f}s", flush=True)
+        print(
+            f"[n={n} m={m}] {solver}: status={rec['status']} "
+            f"first={rec.get('time_first')} warm={rec.get('time_warm')} "
+            f"iters={rec.get('iterations')} wall={rec.get('wall'):.1f}s",
+            flush=True,
+        )
         if "stderr_tail" in rec:
             print("    " + "\n    ".join(rec["stderr_tail"]), flush=True)
         records.append(rec)
@@ -384,8 +478,11 @@ def run_case(n, m, args, peers, solver_kwargs, out: Path) -> list[dict]:
         if "probs" in rec:
             rec.update(evaluate(L, np.asarray(rec["probs"])))
     del L
-    objs = [r["objective"] for r in records
-            if r.get("objective") is not None and np.isfinite(r["objective"])]
+    objs = [
+        r["objective"]
+        for r in records
+        if r.get("objective") is not None and np.isfinite(r["objective"])
+    ]
     if objs:
         best = max(objs)
         for r in records:
@@ -411,18 +508,33 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=_size, nargs="+", default=[10**4, 10**5, 10**6])
     ap.add_argument("--m", type=_size, nargs="+", default=[20, 100, 200])
-    ap.add_argument("--repeats", type=int, default=3,
-                    help="warm calls per solver; the best is reported")
-    ap.add_argument("--peers", nargs="*", choices=PEERS, default=None,
-                    help="peers to run (default: every installed one)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="warm calls per solver; the best is reported",
+    )
+    ap.add_argument(
+        "--peers",
+        nargs="*",
+        choices=PEERS,
+        default=None,
+        help="peers to run (default: every installed one)",
+    )
     ap.add_argument("--out", default=str(HERE / "_work"))
-    ap.add_argument("--solver-kwargs", default="{}",
-                    help="JSON dict of spmle.MixSQP options")
-    ap.add_argument("--peer-timeout", type=float, default=900.0,
-                    help="seconds before a solver process is killed ('timeout')")
+    ap.add_argument(
+        "--solver-kwargs", default="{}", help="JSON dict of spmle.MixSQP options"
+    )
+    ap.add_argument(
+        "--peer-timeout",
+        type=float,
+        default=900.0,
+        help="seconds before a solver process is killed ('timeout')",
+    )
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--worker", nargs=2, metavar=("IN_NPY", "OUT_PREFIX"),
-                    help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--worker", nargs=2, metavar=("IN_NPY", "OUT_PREFIX"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args(argv)
 
     solver_kwargs = json.loads(args.solver_kwargs)
@@ -451,20 +563,30 @@ def main(argv=None) -> int:
         if ok:
             peers.append(peer)
         else:
-            notes.append(f"peer {peer} skipped: {why} "
-                         "(install with `bash benchmarks/peers/setup_peers.sh`)")
+            notes.append(
+                f"peer {peer} skipped: {why} "
+                "(install with `bash benchmarks/peers/setup_peers.sh`)"
+            )
             print("NOTE: " + notes[-1], flush=True)
 
-    versions = {"spmle": spmle.__version__, "jax": jax.__version__,
-                "numpy": np.__version__}
+    versions = {
+        "spmle": spmle.__version__,
+        "jax": jax.__version__,
+        "numpy": np.__version__,
+    }
     for peer in peers:
         versions["mixsqpx" if peer == "mixsqpx" else "R mixsqp"] = peer_version(peer)
     meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime(
-            "%Y-%m-%d %H:%M UTC"),
-        "machine": machine_line(), "versions": versions, "seed": args.seed,
-        "repeats": args.repeats, "solver_kwargs": solver_kwargs, "notes": notes,
-        "n": args.n, "m": args.m, "peers": peers,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_line(),
+        "versions": versions,
+        "seed": args.seed,
+        "repeats": args.repeats,
+        "solver_kwargs": solver_kwargs,
+        "notes": notes,
+        "n": args.n,
+        "m": args.m,
+        "peers": peers,
     }
     print(f"machine: {meta['machine']}", flush=True)
     print(f"versions: {versions}", flush=True)
