@@ -54,6 +54,9 @@ class MixSQP(AbstractNPMLESolver):
         rank_tol: relative eigenvalue threshold of the `"auto"` rank test.
         ridge: relative ridge (times the largest curvature diagonal) added to the
             QP's curvature; it damps the step, never moves the optimum.
+        single_precision_curvature: accumulate the per-step curvature in float32
+            (2-3x faster). Only the search path changes: the gradient, the line
+            search and the certificate stay float64, so the answer does not.
 
     Example:
         >>> import jax, jax.numpy as jnp, spmle
@@ -78,6 +81,7 @@ class MixSQP(AbstractNPMLESolver):
     rank: int = 40
     rank_tol: float = 1e-12
     ridge: float = 1e-10
+    single_precision_curvature: bool = True
 
     def __check_init__(self):
         if self.curvature not in ("auto", "exact", "low_rank"):
@@ -139,14 +143,18 @@ class MixSQP(AbstractNPMLESolver):
         m = op.shape[1]
         factor = self._low_rank_factor(op)
 
+        single = self.single_precision_curvature
+
         def curvature(exact, dd):
             if factor is None:
-                return op.weighted_gram(dd)
+                return op.weighted_gram(dd, single_precision=single)
             basis, scores, _ = factor
             return jax.lax.cond(
                 exact,
-                lambda dd: op.weighted_gram(dd),
-                lambda dd: basis @ weighted_gram(scores, dd) @ basis.T,
+                lambda dd: op.weighted_gram(dd, single_precision=single),
+                lambda dd: (
+                    basis @ weighted_gram(scores, dd, single_precision=single) @ basis.T
+                ),
                 dd,
             )
 

@@ -31,8 +31,10 @@ class AbstractLikelihoodOperator(eqx.Module):
         """`A' v`."""
 
     @abc.abstractmethod
-    def weighted_gram(self, d: Float[Array, " n"]) -> Float[Array, "m m"]:
-        """`A' diag(d) A`."""
+    def weighted_gram(
+        self, d: Float[Array, " n"], *, single_precision: bool = False
+    ) -> Float[Array, "m m"]:
+        """`A' diag(d) A` for `d >= 0`; optionally accumulated in float32."""
 
 
 class DenseLikelihood(AbstractLikelihoodOperator):
@@ -68,13 +70,25 @@ class DenseLikelihood(AbstractLikelihoodOperator):
         # `v @ A` keeps the contiguous layout; XLA CPU is ~10x slower on `A.T @ v`.
         return v @ self.matrix
 
-    def weighted_gram(self, d):
-        return weighted_gram(self.matrix, d)
+    def weighted_gram(self, d, *, single_precision=False):
+        return weighted_gram(self.matrix, d, single_precision=single_precision)
 
 
 def weighted_gram(
-    matrix: Float[Array, "n k"], d: Float[Array, " n"]
+    matrix: Float[Array, "n k"],
+    d: Float[Array, " n"],
+    *,
+    single_precision: bool = False,
 ) -> Float[Array, "k k"]:
-    """`matrix' diag(d) matrix`, contracting the long axis without a transpose."""
-    weighted = matrix * d[:, None]
-    return jax.lax.dot_general(weighted, matrix, (((0,), (0,)), ((), ())))
+    """`matrix' diag(d) matrix` for `d >= 0`, contracting the long axis in place.
+
+    With `single_precision`, the product runs in float32 on `matrix * sqrt(d / max d)`
+    (2-3x faster on CPU) and is rescaled in float64: about 1e-7 relative accuracy,
+    enough for a curvature that only steers the search.
+    """
+    contract = (((0,), (0,)), ((), ()))
+    if not single_precision:
+        return jax.lax.dot_general(matrix * d[:, None], matrix, contract)
+    scale = jnp.maximum(jnp.max(d), jnp.finfo(d.dtype).tiny)
+    root = (matrix * jnp.sqrt(d / scale)[:, None]).astype(jnp.float32)
+    return jax.lax.dot_general(root, root, contract).astype(d.dtype) * scale
