@@ -184,8 +184,10 @@ def infer(
         multipliers = jax.random.exponential(
             key, (bootstrap_draws, n), dtype=flat.dtype
         )
+        # Batches of refits are vmapped, except on CPU (see `solve_groups`).
+        batch = 1 if jax.default_backend() == "cpu" else min(bootstrap_draws, 8)
         draws, ok = _bootstrap_draws(
-            problem, params, optimizer, max_steps, multipliers, min(bootstrap_draws, 8)
+            problem, params, optimizer, max_steps, multipliers, batch
         )
         draws, ok = np.asarray(draws), np.asarray(ok)
         if not ok.all():

@@ -136,7 +136,13 @@ def profile_loglik(
 
 
 def solve_groups(log_lik, weights, groups: Groups | None, solver):
-    """The inner NPMLE of every group, batched: an `NPMLESolution` with leading G."""
+    """The inner NPMLE of every group: an `NPMLESolution` with a leading axis G.
+
+    Groups are vmapped, except on the CPU backend, where they are mapped in
+    sequence inside the compiled program (`lax.map`): XLA CPU runs batched LAPACK
+    calls (the QP's Cholesky, the eigendecomposition of the low-rank curvature) on
+    its intra-op thread pool, and two of them running at once can deadlock it.
+    """
 
     def solve(log_lik, weights):
         return npmle(log_lik, weights=weights, solver=solver, throw=False)
@@ -144,6 +150,11 @@ def solve_groups(log_lik, weights, groups: Groups | None, solver):
     if groups is None:
         return jax.tree.map(lambda x: x[None], solve(log_lik, weights))
     grouped_weights = jnp.where(groups.mask, weights[groups.index], 0.0)
+    if jax.default_backend() == "cpu":
+        return jax.lax.map(
+            lambda pair: solve(log_lik[pair[0]], pair[1]),
+            (groups.index, grouped_weights),
+        )
     return jax.vmap(lambda i, w: solve(log_lik[i], w))(groups.index, grouped_weights)
 
 
