@@ -29,8 +29,9 @@ def simulate_coverage(key, reps: int, n: int, batch_size: int = 8):
     from spmle import _estimation, _params
     from spmle.fit import _Profile
 
-    truth = spmle.models.LinearFactor(jnp.array(TRUTH["loadings"]),
-                                      jnp.array(TRUTH["log_sigma"]))
+    truth = spmle.models.LinearFactor(
+        jnp.array(TRUTH["loadings"]), jnp.array(TRUTH["log_sigma"])
+    )
     start = spmle.models.LinearFactor(jnp.array([1.2, 0.5]), jnp.array([0.2, 0.0, 0.0]))
     params0, static = _params.split(start)
     grid = jnp.linspace(-6.0, 6.0, 75)
@@ -38,8 +39,9 @@ def simulate_coverage(key, reps: int, n: int, batch_size: int = 8):
 
     def one(key):
         data = truth.simulate(key, jnp.array(ATOMS), jnp.array(WEIGHTS), n)
-        problem = _Profile(static, data, jnp.ones(n), grid, None, jnp.zeros(n, int),
-                           spmle.MixSQP())
+        problem = _Profile(
+            static, data, jnp.ones(n), grid, None, jnp.zeros(n, int), spmle.MixSQP()
+        )
         params, result, _ = _estimation._minimise(problem, params0, optimizer, 500)
         flat, unflatten = _params.flatten(params)
         _, hessian = _estimation._derivatives(problem, flat, unflatten)
@@ -58,17 +60,29 @@ def main():
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)
     start = time.perf_counter()
-    est, se, ok = (np.asarray(x) for x in simulate_coverage(
-        jax.random.key(args.seed), args.reps, args.n))
+    est, se, ok = (
+        np.asarray(x)
+        for x in simulate_coverage(jax.random.key(args.seed), args.reps, args.n)
+    )
     elapsed = time.perf_counter() - start
     truth = np.r_[TRUTH["loadings"], TRUTH["log_sigma"]]
-    names = ["loadings[0]", "loadings[1]", "log_sigma[0]", "log_sigma[1]", "log_sigma[2]"]
+    names = [
+        "loadings[0]",
+        "loadings[1]",
+        "log_sigma[0]",
+        "log_sigma[1]",
+        "log_sigma[2]",
+    ]
     covered = np.abs(est - truth) <= 1.959963984540054 * se
-    print(f"{args.reps} replications, n = {args.n}, {ok.sum()} converged, {elapsed:.1f} s")
+    print(
+        f"{args.reps} replications, n = {args.n}, {ok.sum()} converged, {elapsed:.1f} s"
+    )
     print(f"{'parameter':<14}{'coverage':>10}{'mean SE':>10}{'MC SD':>10}{'bias':>10}")
     for j, name in enumerate(names):
-        print(f"{name:<14}{covered[ok, j].mean():>10.3f}{se[ok, j].mean():>10.4f}"
-              f"{est[ok, j].std():>10.4f}{(est[ok, j] - truth[j]).mean():>10.4f}")
+        print(
+            f"{name:<14}{covered[ok, j].mean():>10.3f}{se[ok, j].mean():>10.4f}"
+            f"{est[ok, j].std():>10.4f}{(est[ok, j] - truth[j]).mean():>10.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -123,7 +123,8 @@ def main() -> None:
                 f"{r['peak_rss_gb']:>14.2f}"
             )
     print(
-        f"{200000:>9} {'spmlex v&g':<15} {'':>10} {12.1:>9.3f} {10.6:>14.2f}   (reference)"
+        f"{200000:>9} {'spmlex v&g':<15} {'':>10} {12.1:>9.3f} {10.6:>14.2f}"
+        "   (reference)"
     )
 
 

@@ -3,7 +3,7 @@
 
 Run with the interpreter of .venv-mixsqpx (see setup_peers.sh):
 
-    .venv-mixsqpx/bin/python benchmarks/peers/run_mixsqpx.py IN.npy OUT_PREFIX [--repeats K]
+    .venv-mixsqpx/bin/python benchmarks/peers/run_mixsqpx.py IN.npy OUT [--repeats K]
 
 IN.npy holds an (n, m) float64 matrix of LOG likelihoods, rows = observations.
 Writes the mixture weights to OUT_PREFIX.probs.npy and prints one JSON line:
@@ -36,8 +36,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("infile", help="(n, m) float64 .npy of log likelihoods")
     ap.add_argument("out_prefix", help="weights go to OUT_PREFIX.probs.npy")
-    ap.add_argument("--repeats", type=int, default=1,
-                    help="number of warm calls; the best is reported (default 1)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="number of warm calls; the best is reported (default 1)",
+    )
     args = ap.parse_args(argv)
 
     import jax
@@ -80,14 +84,18 @@ def main(argv=None) -> int:
         version = "unknown"
     version = f"{version} (jax {jax.__version__})"
 
-    print(json.dumps({
-        "solver": "mixsqpx",
-        "version": version,
-        "time_first": time_first,
-        "time_warm": time_warm,
-        "iterations": None,
-        "status": status,
-    }))
+    print(
+        json.dumps(
+            {
+                "solver": "mixsqpx",
+                "version": version,
+                "time_first": time_first,
+                "time_warm": time_warm,
+                "iterations": None,
+                "status": status,
+            }
+        )
+    )
     return 0
 
 
