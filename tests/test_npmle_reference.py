@@ -76,7 +76,7 @@ def test_two_point_closed_form():
     c = lik[:, 0] - lik[:, 1]
     b = lik[:, 1]
     p = -(w[0] * c[0] * b[1] + w[1] * c[1] * b[0]) / (w.sum() * c[0] * c[1])
-    sol = spmle.npmle(np.log(lik), weights=w)
+    sol = spmle.npmle(np.log(lik), weights=w, solver=spmle.MixSQP(tol=1e-13))
     np.testing.assert_allclose(sol.probs, [p, 1 - p], rtol=1e-12)
     expected = np.dot(w, np.log(lik @ np.array([p, 1 - p])))
     assert float(sol.loglik) == pytest.approx(expected, rel=1e-14)

@@ -43,3 +43,16 @@ def is_concrete(*xs) -> bool:
 
 def to_numpy(x) -> np.ndarray:
     return np.asarray(x)
+
+
+def as_weights(weights, n: int, against: str) -> jax.Array:
+    """(n,) float64 observation weights; all ones when `weights` is None."""
+    if weights is None:
+        return jnp.ones(n)
+    weights = as_float64(weights, "weights")
+    if weights.shape != (n,):
+        raise ValueError(
+            f"`weights` must have shape (n,) = ({n},) to match `{against}`; got "
+            f"{weights.shape}."
+        )
+    return weights

@@ -12,7 +12,7 @@ from . import _params
 from ._estimation import AbstractProblem, default_optimizer, infer, optimise
 from ._status import RESULTS
 from ._warnings import GridWarning
-from ._x64 import as_float64, require_x64
+from ._x64 import as_weights, require_x64
 from .inner import AbstractNPMLESolver, MixSQP
 from .mixing import MixingDistribution
 from .model import AbstractModel, Groups, as_data, as_support, nobs
@@ -123,9 +123,7 @@ def fit(
     if groups is not None and not isinstance(groups, Groups):
         groups = Groups.from_labels(groups)
     labels = jnp.zeros(n, int) if groups is None else groups.labels()
-    weights = jnp.ones(n) if weights is None else as_float64(weights, "weights")
-    if weights.shape != (n,):
-        raise ValueError(f"`weights` must have shape ({n},); got {weights.shape}.")
+    weights = as_weights(weights, n, "data")
     params0, static = _params.split(model0)
     problem = _Profile(static, data, weights, points, groups, labels, solver)
     # Fail early, with a message naming rows, on a bad model or data at the start.

@@ -7,7 +7,7 @@ from jaxtyping import Array, Float
 
 from . import _params
 from ._estimation import AbstractProblem, default_optimizer, infer, optimise
-from ._x64 import as_float64, require_x64
+from ._x64 import as_weights, require_x64
 from .model import as_data, nobs
 from .results import Results
 
@@ -58,9 +58,7 @@ def fit_mle(
     require_x64()
     data = as_data(data)
     n = nobs(data)
-    weights = jnp.ones(n) if weights is None else as_float64(weights, "weights")
-    if weights.shape != (n,):
-        raise ValueError(f"`weights` must have shape ({n},); got {weights.shape}.")
+    weights = as_weights(weights, n, "data")
     params0, static = _params.split(model0)
     out = model0.log_lik(data)
     if out.shape != (n,):

@@ -14,7 +14,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from ._status import RESULTS
-from ._x64 import as_float64, is_concrete, require_x64
+from ._x64 import as_weights, is_concrete, require_x64
 from .inner import AbstractNPMLESolver, MixSQP, npmle
 from .inner._validate import check_values_eagerly
 from .model import AbstractModel, Groups, as_data, as_support, nobs
@@ -99,15 +99,7 @@ def profile_loglik(
     n = nobs(data)
     points = as_support(support)
     groups = _as_groups(groups)
-    if weights is None:
-        weights = jnp.ones(n)
-    else:
-        weights = as_float64(weights, "weights")
-        if weights.shape != (n,):
-            raise ValueError(
-                f"`weights` must have shape (n,) = ({n},) to match `data`; got "
-                f"{weights.shape}."
-            )
+    weights = as_weights(weights, n, "data")
     log_lik = model.log_cond_lik(data, points)
     name = f"{type(model).__name__}.log_cond_lik(data, support)"
     if log_lik.shape != (n, points.shape[0]):

@@ -29,6 +29,7 @@ class _State(eqx.Module):
     steps: Int[Array, ""]
     qp_steps: Int[Array, ""]
     exact: Bool[Array, ""]
+    rejected: Bool[Array, ""]
     stagnated: Bool[Array, ""]
 
 
@@ -54,9 +55,9 @@ class MixSQP(AbstractNPMLESolver):
         rank_tol: relative eigenvalue threshold of the `"auto"` rank test.
         ridge: relative ridge (times the largest curvature diagonal) added to the
             QP's curvature; it damps the step, never moves the optimum.
-        single_precision_curvature: accumulate the per-step curvature in float32
-            (2-3x faster). Only the search path changes: the gradient, the line
-            search and the certificate stay float64, so the answer does not.
+        single_precision_curvature: accumulate the exact per-step curvature in
+            float32 (2-3x faster). Only the search path changes: the gradient, the
+            line search and the certificate stay float64, so the answer does not.
 
     Example:
         >>> import jax, jax.numpy as jnp, spmle
@@ -152,9 +153,9 @@ class MixSQP(AbstractNPMLESolver):
             return jax.lax.cond(
                 exact,
                 lambda dd: op.weighted_gram(dd, single_precision=single),
-                lambda dd: (
-                    basis @ weighted_gram(scores, dd, single_precision=single) @ basis.T
-                ),
+                # The projected curvature stays float64: its signed factors lose
+                # more in float32 than the faster product saves in SQP steps.
+                lambda dd: basis @ weighted_gram(scores, dd) @ basis.T,
                 dd,
             )
 
@@ -171,10 +172,15 @@ class MixSQP(AbstractNPMLESolver):
         def body(s: _State):
             hessian = curvature(s.exact, w / s.u**2)
             # Regularise the step y - x, not the point: the QP's linear term is
-            # g + 1 - (H + eps I) x with g = -d, so its fixed point is the exact
-            # optimum whatever the (low-rank, ridged) curvature.
-            ridge = self.ridge * jnp.max(jnp.diag(hessian))
-            hessian = hessian + ridge * jnp.eye(m)
+            # g + 1 - (H + R) x with g = -d, so its fixed point is the exact
+            # optimum whatever the (low-rank, ridged, rounded) curvature. A float32
+            # curvature is accurate to ~1e-7 relative to its diagonal: a ridge of
+            # 1e-6 diag(H) keeps its Cholesky factorisation defined.
+            diagonal = jnp.diag(hessian)
+            ridge = self.ridge * jnp.max(diagonal)
+            if single:
+                ridge = ridge + jnp.where(s.exact, 1e-6, 0.0) * diagonal
+            hessian = hessian + jnp.diag(jnp.broadcast_to(ridge, diagonal.shape))
             y, qp_steps = solve_nonnegative_qp(
                 hessian,
                 1.0 - s.d - hessian @ s.x,
@@ -186,22 +192,26 @@ class MixSQP(AbstractNPMLESolver):
             alpha, accepted = self._line_search(
                 w, s.u, s.d, direction, op.mv(direction)
             )
-            x = jnp.where(accepted, s.x + alpha * direction, s.x)
+            # A rejected step is replaced by an EM step (x d sums to one and never
+            # lowers the likelihood) and the curvature becomes exact; two rejected
+            # exact steps in a row are stagnation.
+            fallback = jnp.where(s.exact, s.x * s.d, s.x)
+            x = jnp.where(accepted, s.x + alpha * direction, fallback)
             # Rescaling to sum 1 never increases phi (phi(cx) is minimised at
             # c = 1/sum x), and keeps the iterate on the simplex.
             x = x / jnp.sum(x)
             d, u = likelihood_ratios(op, x, w)
+            rejected_exact = ~accepted & s.exact
             return _State(
                 x=x,
                 d=d,
                 u=u,
-                y=jnp.where(accepted, y, x),
+                y=jnp.where(accepted, y, jnp.zeros_like(y)),
                 steps=s.steps + 1,
                 qp_steps=s.qp_steps + qp_steps,
-                # A rejected low-rank step is retried with the exact curvature;
-                # only a rejected exact step is stagnation.
                 exact=s.exact | ~accepted,
-                stagnated=~accepted & s.exact,
+                rejected=rejected_exact,
+                stagnated=rejected_exact & s.rejected,
             )
 
         init = _State(
@@ -212,6 +222,7 @@ class MixSQP(AbstractNPMLESolver):
             steps=jnp.array(0),
             qp_steps=jnp.array(0),
             exact=jnp.array(True) if factor is None else ~factor[2],
+            rejected=jnp.array(False),
             stagnated=jnp.array(False),
         )
         final = jax.lax.while_loop(cond, body, init)

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from .._x64 import as_float64, is_concrete
+from .._x64 import as_float64, as_weights, is_concrete
 
 
 def check_shapes(log_lik, weights):
@@ -23,16 +23,7 @@ def check_shapes(log_lik, weights):
             "is degenerate (its weight is 1). Use a grid of at least 2 points, or a "
             "parametric fit for a model without a latent variable."
         )
-    if weights is None:
-        weights = jnp.ones(n)
-    else:
-        weights = as_float64(weights, "weights")
-        if weights.shape != (n,):
-            raise ValueError(
-                f"`weights` must have shape (n,) = ({n},) to match `log_lik`; got "
-                f"{weights.shape}."
-            )
-    return log_lik, weights
+    return log_lik, as_weights(weights, n, "log_lik")
 
 
 def _rows(mask: np.ndarray, limit: int = 5) -> str:

@@ -3,7 +3,7 @@
 
 Run on demand (not a test):
 
-    python benchmarks/profile.py [--n 2e3 2e4 2e5 1e6] [--m 75] [--repeats 3]
+    python benchmarks/profile_likelihood.py [--n 2e3 2e4 2e5 1e6] [--m 75] [--repeats 3]
 
 Model: the spmlex README's panel `Y_it = lambda_t X* + e_it`, T = 3, lambda_1 = 1,
 5 free parameters, a grid of m = 75 points on [-6, 6], X* on {-3, 0, 5} with

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Monte Carlo coverage of spmle's 95% intervals for the LinearFactor model.
 
-Run on demand (not a test): `python benchmarks/coverage.py [--reps 200] [--n 1000]`.
+Run on demand (not a test): `python benchmarks/mc_coverage.py [--reps 200] [--n 1000]`.
 
 Each replication simulates the spmlex README design (X* on {-3, 0, 5} with weights
 (0.3, 0.5, 0.2), loadings (1.5, 0.3), log sigma (0, 0.2, -0.3)), fits theta by the

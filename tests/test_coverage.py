@@ -1,0 +1,28 @@
+"""Monte Carlo coverage of the 95% intervals, reduced size (benchmarks/mc_coverage.py
+runs the full size: 200 replications at n = 1000)."""
+
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import mc_coverage as coverage  # noqa: E402
+
+
+def test_interval_coverage_reduced_monte_carlo():
+    est, se, ok = (
+        np.asarray(x)
+        for x in coverage.simulate_coverage(jax.random.key(2026), reps=40, n=1000)
+    )
+    assert ok.all()
+    truth = np.r_[coverage.TRUTH["loadings"], coverage.TRUTH["log_sigma"]]
+    covered = np.abs(est - truth) <= 1.959963984540054 * se
+    rate = covered.mean(axis=0)
+    # 40 replications: a binomial band around 0.95 (0.80 is 4.4 SDs below).
+    assert np.all(rate >= 0.80) and np.all(rate <= 1.0), rate
+    # The Hessian standard errors match the Monte Carlo spread to within 35%.
+    ratio = se.mean(axis=0) / est.std(axis=0)
+    assert np.all(np.abs(ratio - 1) < 0.35), ratio
