@@ -103,7 +103,7 @@ class MixSQP(AbstractNPMLESolver):
             return None
         # A ~ U V' with V the leading eigenvectors of A'A and U = A V: one Gram
         # matrix up front, then O(n r^2) per step instead of O(n m^2).
-        values, vectors = jnp.linalg.eigh(op.weighted_gram(jnp.ones(op.shape[0])))
+        values, vectors = jnp.linalg.eigh(op.weighted_gram(None))
         basis = vectors[:, -self.rank :]
         if self.curvature == "low_rank":
             fits = jnp.array(True)

@@ -34,7 +34,7 @@ class AbstractLikelihoodOperator(eqx.Module):
     def weighted_gram(
         self, d: Float[Array, " n"], *, single_precision: bool = False
     ) -> Float[Array, "m m"]:
-        """`A' diag(d) A` for `d >= 0`; optionally accumulated in float32."""
+        """`A' diag(d) A` for `d >= 0` (`A'A` for `d=None`); optionally in float32."""
 
 
 class DenseLikelihood(AbstractLikelihoodOperator):
@@ -80,13 +80,15 @@ def weighted_gram(
     *,
     single_precision: bool = False,
 ) -> Float[Array, "k k"]:
-    """`matrix' diag(d) matrix` for `d >= 0`, contracting the long axis in place.
+    """`matrix' diag(d) matrix` for `d >= 0` (`matrix' matrix` for `d=None`).
 
     With `single_precision`, the product runs in float32 on `matrix * sqrt(d / max d)`
     (2-3x faster on CPU) and is rescaled in float64: about 1e-7 relative accuracy,
     enough for a curvature that only steers the search.
     """
     contract = (((0,), (0,)), ((), ()))
+    if d is None:  # the plain Gram matrix, without an (n, k) weighted copy
+        return jax.lax.dot_general(matrix, matrix, contract)
     if not single_precision:
         return jax.lax.dot_general(matrix * d[:, None], matrix, contract)
     scale = jnp.maximum(jnp.max(d), jnp.finfo(d.dtype).tiny)
