@@ -8,7 +8,7 @@ the semiparametric and the parametric path.
 
 import abc
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -74,11 +74,24 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps: int):
     return solution.value, solution.result, solution.stats["num_steps"]
 
 
-def optimise(problem, starts, optimizer, max_steps, newton_steps: int = 2):
-    """Run the optimiser from every start and keep the best log-likelihood; then
-    polish with Newton steps on the exact Hessian while they increase it."""
+class Run(NamedTuple):
+    """The outcome of `optimise`, handed on to `infer`."""
+
+    params: Any
+    result: Any
+    steps: int
+    optimizer: optx.AbstractMinimiser
+    max_steps: int
+
+
+def optimise(problem, model0, starts, optimizer, max_steps, newton_steps: int = 2):
+    """Run the optimiser from `model0` and every further start, keep the best
+    log-likelihood, then polish with Newton steps on the exact Hessian while they
+    increase it."""
+    optimizer = default_optimizer() if optimizer is None else optimizer
     best = None
-    for params0 in starts:
+    for start in (model0, *starts):
+        params0 = _params.split(start)[0]
         params, result, steps = _minimise(problem, params0, optimizer, max_steps)
         value = float(_total(problem, params))
         if best is None or (np.isfinite(value) and value > best[0]):
@@ -101,7 +114,7 @@ def optimise(problem, starts, optimizer, max_steps, newton_steps: int = 2):
         if not candidate_value >= value - 64 * np.finfo(float).eps * abs(value):
             break
         flat, value = candidate, max(value, candidate_value)
-    return value, unflatten(flat), result, steps
+    return Run(unflatten(flat), result, steps, optimizer, max_steps)
 
 
 @eqx.filter_jit
@@ -140,12 +153,8 @@ def _bootstrap_draws(problem, params, optimizer, max_steps, multipliers, batch_s
 
 def infer(
     problem: AbstractProblem,
-    params,
+    run: Run,
     *,
-    optimizer,
-    max_steps: int,
-    outer_result,
-    steps: int,
     cov_type: str,
     clusters,
     bootstrap_draws: int,
@@ -160,6 +169,7 @@ def infer(
     mixing_probs=None,
 ) -> Results:
     """Hessian, scores and the requested covariance at the estimate."""
+    params, outer_result, steps = run.params, run.result, run.steps
     if cov_type not in COV_TYPES:
         raise ValueError(f"cov_type={cov_type!r}: use one of {', '.join(COV_TYPES)}.")
     if cov_type == "cluster" and clusters is None:
@@ -189,7 +199,7 @@ def infer(
         # Batches of refits are vmapped, except on CPU (see `solve_groups`).
         batch = 1 if jax.default_backend() == "cpu" else min(bootstrap_draws, 8)
         draws, ok = _bootstrap_draws(
-            problem, params, optimizer, max_steps, multipliers, batch
+            problem, params, run.optimizer, run.max_steps, multipliers, batch
         )
         draws, ok = np.asarray(draws), np.asarray(ok)
         if not ok.all():

@@ -9,7 +9,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from . import _params
-from ._estimation import AbstractProblem, default_optimizer, infer, optimise
+from ._estimation import AbstractProblem, infer, optimise
 from ._status import RESULTS
 from ._warnings import GridWarning
 from ._x64 import as_weights, require_x64
@@ -124,17 +124,15 @@ def fit(
         groups = Groups.from_labels(groups)
     labels = jnp.zeros(n, int) if groups is None else groups.labels()
     weights = as_weights(weights, n, "data")
-    params0, static = _params.split(model0)
+    static = _params.split(model0)[1]
     problem = _Profile(static, data, weights, points, groups, labels, solver)
     # Fail early, with a message naming rows, on a bad model or data at the start.
     profile_loglik(
         model0, data, points, groups=groups, weights=weights, solver=solver, throw=False
     )
-    starts = [params0, *(_params.split(s)[0] for s in starts)]
-    optimizer = default_optimizer() if optimizer is None else optimizer
-    _, params, outer_result, steps = optimise(problem, starts, optimizer, max_steps)
+    run = optimise(problem, model0, starts, optimizer, max_steps)
 
-    _, info = problem.loglik(params)
+    _, info = problem.loglik(run.params)
     probs = np.asarray(info.probs)
     inner_ok = bool(info.converged)
     failed = int(np.sum(~np.asarray(info.result == RESULTS.successful)))
@@ -155,11 +153,7 @@ def fit(
         )
     return infer(
         problem,
-        params,
-        optimizer=optimizer,
-        max_steps=max_steps,
-        outer_result=outer_result,
-        steps=steps,
+        run,
         cov_type=cov_type,
         clusters=clusters,
         bootstrap_draws=bootstrap_draws,
@@ -172,6 +166,6 @@ def fit(
         inner_converged=inner_ok,
         inner_message=inner,
         mixing_probs=lambda problem, flat: problem.probs(
-            _params.flatten(params)[1](flat)
+            _params.flatten(run.params)[1](flat)
         ),
     )

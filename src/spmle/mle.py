@@ -6,7 +6,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from . import _params
-from ._estimation import AbstractProblem, default_optimizer, infer, optimise
+from ._estimation import AbstractProblem, infer, optimise
 from ._x64 import as_weights, require_x64
 from .model import as_data, nobs
 from .results import Results
@@ -59,7 +59,7 @@ def fit_mle(
     data = as_data(data)
     n = nobs(data)
     weights = as_weights(weights, n, "data")
-    params0, static = _params.split(model0)
+    static = _params.split(model0)[1]
     out = model0.log_lik(data)
     if out.shape != (n,):
         raise ValueError(
@@ -67,16 +67,10 @@ def fit_mle(
             f"{out.shape}."
         )
     problem = _Parametric(static, data, weights)
-    starts = [params0, *(_params.split(s)[0] for s in starts)]
-    optimizer = default_optimizer() if optimizer is None else optimizer
-    _, params, outer_result, steps = optimise(problem, starts, optimizer, max_steps)
+    run = optimise(problem, model0, starts, optimizer, max_steps)
     return infer(
         problem,
-        params,
-        optimizer=optimizer,
-        max_steps=max_steps,
-        outer_result=outer_result,
-        steps=steps,
+        run,
         cov_type=cov_type,
         clusters=clusters,
         bootstrap_draws=bootstrap_draws,
