@@ -42,7 +42,8 @@ class EM(AbstractNPMLESolver):
             x, d, steps = carry
             on_grid, on_support = kkt_residuals(d, x, self.support_threshold)
             certified = (on_grid <= self.tol) & (on_support <= self.tol)
-            return ~certified & (steps < self.max_steps)
+            finite = jnp.all(jnp.isfinite(d))  # invalid input ends the loop at once
+            return ~certified & (steps < self.max_steps) & finite
 
         def body(carry):
             x, d, steps = carry

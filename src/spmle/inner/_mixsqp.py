@@ -167,7 +167,10 @@ class MixSQP(AbstractNPMLESolver):
         def cond(s: _State):
             on_grid, on_support = kkt_residuals(s.d, s.x, self.support_threshold)
             certified = (on_grid <= self.tol) & (on_support <= self.tol)
-            return ~certified & ~s.stagnated & (s.steps < self.max_steps)
+            # A state that is not finite (invalid input) ends the loop at once.
+            finite = jnp.all(jnp.isfinite(s.d))
+            running = ~certified & ~s.stagnated & (s.steps < self.max_steps)
+            return running & finite
 
         def body(s: _State):
             hessian = curvature(s.exact, w / s.u**2)

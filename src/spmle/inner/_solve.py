@@ -1,21 +1,18 @@
 """`npmle`: the certified NPMLE of mixture weights, with exact derivatives.
 
-The optimal weights carry a custom JVP built from the KKT conditions on the support
-(never from differentiating the iterations): with `S = {k : p_k > 0}`, `d` the
-likelihood ratios and `H = A' diag(w/u^2) A` (the exact curvature), the bordered
-system `[[H_SS, 1], [1', 0]] [dp_S; dnu] = [dd_S; 0]` gives `dp`, where `dd` is the
-change of `d` at fixed `p`. The rule calls the solve again, so a JVP of the JVP
-(second derivatives) is exact too.
+The solver runs on stopped gradients; the answer then passes through
+`at_optimum`, whose custom JVP comes from the KKT conditions (see `_implicit`), so
+derivatives of any order never run through the iterations.
 """
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
-import jax.tree_util as jtu
-import lineax as lx
 from jaxtyping import Array, Bool, Float, Int
 
 from .._status import RESULTS
 from .._x64 import is_concrete
+from ._implicit import at_optimum
 from ._kkt import kkt_residuals, likelihood_ratios
 from ._mixsqp import MixSQP
 from ._operator import DenseLikelihood
@@ -63,19 +60,16 @@ class NPMLESolution(eqx.Module):
         return self.result == RESULTS.successful
 
 
-@eqx.filter_custom_jvp
-def _optimal_weights(log_lik, weights, *, solver: AbstractNPMLESolver):
+def _solve_weights(log_lik, weights, solver: AbstractNPMLESolver):
+    """The optimal weights and the certificate; no derivatives run through here."""
     invalid = invalid_flag(log_lik, weights)
-    # Solve a harmless problem on invalid input: the status says what went wrong,
-    # and no while loop runs to its limit on NaNs.
-    log_lik = jnp.where(invalid, 0.0, log_lik)
-    weights = jnp.where(invalid, 1.0, weights)
-    op, row_max = DenseLikelihood.from_log_lik(log_lik)
+    # No guard copy of the matrix for invalid input: both solvers stop as soon as
+    # their state is not finite, and the status says what went wrong.
+    op, _ = DenseLikelihood.from_log_lik(log_lik)
     w = weights / jnp.sum(weights)
     out = solver.solve(op, w)
     probs = out.x / jnp.sum(out.x)
-    d, u = likelihood_ratios(op, probs, w)
-    loglik = jnp.dot(weights, row_max + jnp.log(u))
+    d, _ = likelihood_ratios(op, probs, w)
     on_grid, on_support = kkt_residuals(d, probs, solver.support_threshold)
     certified = (on_grid <= solver.tol) & (on_support <= solver.tol)
     failure = RESULTS.where(
@@ -84,67 +78,23 @@ def _optimal_weights(log_lik, weights, *, solver: AbstractNPMLESolver):
     result = RESULTS.where(certified, RESULTS.successful, failure)
     result = RESULTS.where(invalid, RESULTS.invalid_input, result)
     probs = jnp.where(invalid, jnp.nan, probs)
-    loglik = jnp.where(invalid, jnp.nan, loglik)
     stats = _Stats(result, out.num_steps, out.num_qp_steps, on_grid, on_support)
-    return probs, loglik, stats
+    return probs, stats
 
 
-def _tangents(log_lik, weights, probs, t_log_lik, t_weights):
-    """Tangents of the optimal weights and of the optimal total log-likelihood."""
-    op, row_max = DenseLikelihood.from_log_lik(log_lik)
-    total = jnp.sum(weights)
-    w = weights / total
-    u = op.mv(probs)
-    ratio = op.matrix / u[:, None]  # A_ik / u_i = exp(l_ik) / sum_j exp(l_ij) p_j
-    curvature = (ratio * w[:, None]).T @ ratio
-    change = jnp.zeros_like(probs)
-    t_loglik = jnp.zeros((), probs.dtype)
-    if t_log_lik is not None:
-        # -inf entries have zero likelihood and must not turn 0 * inf into NaN.
-        t_log_lik = jnp.where(op.matrix > 0, t_log_lik, 0.0)
-        posterior = ratio * probs
-        t_mean = jnp.sum(posterior * t_log_lik, axis=1)
-        change = change + w @ (ratio * (t_log_lik - t_mean[:, None]))
-        # Envelope theorem: the optimal weights' own change does not move loglik.
-        t_loglik = t_loglik + jnp.dot(weights, t_mean)
-    if t_weights is not None:
-        t_w = t_weights / total - w * jnp.sum(t_weights) / total
-        change = change + t_w @ ratio
-        t_loglik = t_loglik + jnp.dot(t_weights, row_max + jnp.log(u))
-    support = probs > 0
-    m = probs.shape[0]
-    both = support[:, None] & support[None, :]
-    block = jnp.where(both, curvature, 0.0) + jnp.diag(jnp.where(support, 0.0, 1.0))
-    border = support.astype(probs.dtype)
-    bordered = jnp.zeros((m + 1, m + 1), probs.dtype)
-    bordered = (
-        bordered.at[:m, :m].set(block).at[:m, m].set(border).at[m, :m].set(border)
+def _optimal_weights(log_lik, weights, solver: AbstractNPMLESolver):
+    probs, stats = _solve_weights(
+        jax.lax.stop_gradient(log_lik), jax.lax.stop_gradient(weights), solver
     )
-    rhs = jnp.concatenate([jnp.where(support, change, 0.0), jnp.zeros(1)])
-    # Neighbouring support points that share one atom make H_SS nearly singular:
-    # the SVD gives the minimum-norm solution instead of blowing up.
-    operator = lx.MatrixLinearOperator(bordered, lx.symmetric_tag)
-    solution = lx.linear_solve(operator, rhs, lx.SVD()).value
-    return jnp.where(support, solution[:m], 0.0), t_loglik
-
-
-@_optimal_weights.def_jvp
-def _optimal_weights_jvp(primals, tangents, *, solver):
-    log_lik, weights = primals
-    t_log_lik, t_weights = tangents
-    # The rule calls the solve itself, so differentiating the rule (second order)
-    # goes through this rule again.
-    probs, loglik, stats = _optimal_weights(log_lik, weights, solver=solver)
-    t_probs, t_loglik = _tangents(log_lik, weights, probs, t_log_lik, t_weights)
-    t_stats = jtu.tree_map(lambda _: None, stats)
-    return (probs, loglik, stats), (t_probs, t_loglik, t_stats)
+    probs, loglik = at_optimum(log_lik, weights, probs)
+    return probs, loglik, stats
 
 
 @eqx.filter_jit
 def _solve(log_lik, weights, solver):
     # Compiled once per shape and solver, so eager calls are cheap; under an outer
     # `jit` or `vmap` this simply inlines.
-    probs, loglik, stats = _optimal_weights(log_lik, weights, solver=solver)
+    probs, loglik, stats = _optimal_weights(log_lik, weights, solver)
     return NPMLESolution(
         probs=probs,
         loglik=loglik,

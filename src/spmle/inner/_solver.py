@@ -38,4 +38,8 @@ class AbstractNPMLESolver(eqx.Module):
     def solve(
         self, op: AbstractLikelihoodOperator, w: Float[Array, " n"]
     ) -> SolverOutput:
-        """Solve for the normalised weights `w` (sum 1) and the row-shifted `op`."""
+        """Solve for the normalised weights `w` (sum 1) and the row-shifted `op`.
+
+        Must terminate promptly when `op` or `w` holds NaN (invalid input is
+        flagged by the caller, not replaced).
+        """

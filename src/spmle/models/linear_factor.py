@@ -38,13 +38,16 @@ class LinearFactor(AbstractModel):
         y = data["outcomes"]
         loadings = self.all_loadings()
         precision = jnp.exp(-2.0 * self.log_sigma)
-        # Expand sum_t (y_t - lambda_t v)^2 / sigma_t^2 as a quadratic in v, so no
-        # (n, T, m) array is built.
-        a = (y**2) @ precision
-        b = y @ (loadings * precision)
-        c = jnp.sum(loadings**2 * precision)
+        # Expand sum_t (y_t - lambda_t v)^2 / sigma_t^2 = a - 2 b v + c v^2 and
+        # write it as one (n, 3) @ (3, m) product: no (n, T, m) array, and its
+        # reverse pass is a matrix product too (a broadcast-and-sum would make
+        # XLA materialise an (n, m) broadcast of the support).
         v = support
-        quadratic = a[:, None] - 2.0 * b[:, None] * v[None, :] + c * v[None, :] ** 2
+        per_row = jnp.stack([(y**2) @ precision, y @ (loadings * precision)], axis=1)
+        per_row = jnp.concatenate([per_row, jnp.ones_like(per_row[:, :1])], axis=1)
+        c = jnp.sum(loadings**2 * precision)
+        per_point = jnp.stack([jnp.ones_like(v), -2.0 * v, c * v**2])
+        quadratic = per_row @ per_point
         constant = jnp.sum(self.log_sigma) + 0.5 * y.shape[1] * jnp.log(2 * jnp.pi)
         return -0.5 * quadratic - constant
 
