@@ -7,6 +7,7 @@ the semiparametric and the parametric path.
 """
 
 import abc
+import functools
 import warnings
 from typing import Any, NamedTuple
 
@@ -48,6 +49,11 @@ class AbstractProblem(eqx.Module):
     def with_weights(self, weights) -> "AbstractProblem":
         return eqx.tree_at(lambda p: p.weights, self, weights)
 
+    def at_optimum(self, aux) -> "AbstractProblem":
+        """The same problem for derivatives at the parameters whose `loglik` gave
+        `aux`: a problem with an inner optimisation reuses its solution there."""
+        return self
+
 
 def default_optimizer() -> optx.AbstractMinimiser:
     """BFGS on the mean negative log-likelihood, tolerances 1e-9."""
@@ -71,7 +77,35 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps: int):
         max_steps=max_steps,
         throw=False,
     )
-    return solution.value, solution.result, solution.stats["num_steps"]
+    # The optimiser's own aux may lag a step behind its answer: evaluate again.
+    value, aux = problem.loglik(solution.value)
+    return solution.value, solution.result, solution.stats["num_steps"], value, aux
+
+
+@eqx.filter_jit
+def _evaluate(problem: AbstractProblem, params):
+    return problem.loglik(params)
+
+
+@eqx.filter_jit
+def _derivatives(problem: AbstractProblem, flat, unflatten):
+    """Value, gradient and Hessian of the total log-likelihood in the flat
+    parameters; the Hessian one column at a time (forward over reverse), so that
+    memory stays that of one gradient."""
+
+    def total(flat):
+        return problem.loglik(unflatten(flat))[0]
+
+    value, grad = jax.value_and_grad(total)(flat)
+    hessian = jax.lax.map(
+        lambda e: jax.jvp(jax.grad(total), (flat,), (e,))[1], jnp.eye(flat.size)
+    )
+    return value, grad, (hessian + hessian.T) / 2
+
+
+@eqx.filter_jit
+def _scores(problem, flat, unflatten):
+    return jax.jacfwd(lambda f: problem.contributions(unflatten(f)))(flat)
 
 
 class Run(NamedTuple):
@@ -82,65 +116,76 @@ class Run(NamedTuple):
     steps: int
     optimizer: optx.AbstractMinimiser
     max_steps: int
+    aux: Any  # the problem's auxiliary output at `params`
+    problem: AbstractProblem  # the problem at the optimum, for derivatives
+    value: float
+    grad: np.ndarray
+    hessian: np.ndarray
 
 
-def optimise(problem, model0, starts, optimizer, max_steps, newton_steps: int = 2):
-    """Run the optimiser from `model0` and every further start, keep the best
-    log-likelihood, then polish with Newton steps on the exact Hessian while they
-    increase it."""
+def optimise(
+    problem,
+    model0,
+    starts,
+    optimizer,
+    max_steps,
+    newton_steps: int = 2,
+    polish_tol: float = 1e-12,
+) -> Run:
+    """Run the optimiser from `model0` and every further start and keep the best
+    log-likelihood. Unless the mean gradient is already below `polish_tol`, polish
+    with Newton steps on the exact Hessian while they do not lower it."""
     optimizer = default_optimizer() if optimizer is None else optimizer
     best = None
     for start in (model0, *starts):
         params0 = _params.split(start)[0]
-        params, result, steps = _minimise(problem, params0, optimizer, max_steps)
-        value = float(_total(problem, params))
+        params, result, steps, value, aux = _minimise(
+            problem, params0, optimizer, max_steps
+        )
+        value = float(value)
         if best is None or (np.isfinite(value) and value > best[0]):
-            best = (value, params, result, int(steps))
-    value, params, result, steps = best
+            best = (value, params, result, int(steps), aux)
+    value, params, result, steps, aux = best
     flat, unflatten = _params.flatten(params)
+    total_weight = float(jnp.sum(problem.weights))
+    at = problem.at_optimum(aux)
+    derivatives = [np.asarray(x) for x in _derivatives(at, flat, unflatten)]
     for _ in range(newton_steps):
-        grad, hessian = (np.asarray(x) for x in _derivatives(problem, flat, unflatten))
+        _, grad, hessian = derivatives
+        if not np.max(np.abs(grad)) > polish_tol * total_weight:
+            break
         try:
-            step = np.linalg.solve(
-                np.linalg.cholesky(-hessian).T,
-                np.linalg.solve(np.linalg.cholesky(-hessian), grad),
-            )
+            factor = np.linalg.cholesky(-hessian)
         except np.linalg.LinAlgError:
             break  # not at a maximum: leave it to the Hessian diagnostics
-        candidate = flat + step
-        candidate_value = float(_total(problem, unflatten(candidate)))
+        candidate = flat + np.linalg.solve(factor.T, np.linalg.solve(factor, grad))
+        candidate_value, candidate_aux = _evaluate(problem, unflatten(candidate))
         # Near the maximum the gain (~1e-12) is below the rounding of the value:
         # accept a step that does not lose more than that rounding.
-        if not candidate_value >= value - 64 * np.finfo(float).eps * abs(value):
+        if not float(candidate_value) >= value - 64 * np.finfo(float).eps * abs(value):
             break
-        flat, value = candidate, max(value, candidate_value)
-    return Run(unflatten(flat), result, steps, optimizer, max_steps)
-
-
-@eqx.filter_jit
-def _total(problem, params):
-    return problem.loglik(params)[0]
-
-
-@eqx.filter_jit
-def _derivatives(problem, flat, unflatten):
-    def total(flat):
-        return problem.loglik(unflatten(flat))[0]
-
-    # Forward over forward: exact, and unlike forward-over-reverse it is also
-    # well defined through the sequential group map used on CPU (see solve_groups).
-    return jax.grad(total)(flat), jax.jacfwd(jax.jacfwd(total))(flat)
-
-
-@eqx.filter_jit
-def _scores(problem, flat, unflatten):
-    return jax.jacfwd(lambda f: problem.contributions(unflatten(f)))(flat)
+        flat, value, aux = candidate, float(candidate_value), candidate_aux
+        at = problem.at_optimum(aux)
+        derivatives = [np.asarray(x) for x in _derivatives(at, flat, unflatten)]
+    value, grad, hessian = derivatives
+    return Run(
+        unflatten(flat),
+        result,
+        steps,
+        optimizer,
+        max_steps,
+        aux,
+        at,
+        float(value),
+        grad,
+        hessian,
+    )
 
 
 @eqx.filter_jit
 def _bootstrap_draws(problem, params, optimizer, max_steps, multipliers, batch_size):
     def one(multiplier):
-        fitted, result, _ = _minimise(
+        fitted, result, *_ = _minimise(
             problem.with_weights(problem.weights * multiplier),
             params,
             optimizer,
@@ -176,19 +221,19 @@ def infer(
         raise ValueError("cov_type='cluster' needs `clusters`: one cluster id per row.")
     names = _params.names(params)
     flat, unflatten = _params.flatten(params)
-    llf = float(_total(problem, params))
-    grad, hessian = (np.asarray(x) for x in _derivatives(problem, flat, unflatten))
+    llf, grad, hessian = run.value, run.grad, run.hessian
     total_weight = float(jnp.sum(problem.weights))
     grad_norm = float(np.max(np.abs(grad))) / total_weight
     bread = inverse_information(hessian, names)
 
-    scores = None
-    if cov_type in ("sandwich", "cluster") or mixing_probs is not None:
-        scores = np.asarray(_scores(problem, flat, unflatten))
+    # Only some covariances and the delta method need the scores: compute on use.
+    scores = functools.cache(lambda: np.asarray(_scores(run.problem, flat, unflatten)))
     if cov_type == "hessian":
         cov = bread
     elif cov_type in ("sandwich", "cluster"):
-        cov = sandwich(bread, meat(scores, clusters if cov_type == "cluster" else None))
+        cov = sandwich(
+            bread, meat(scores(), clusters if cov_type == "cluster" else None)
+        )
     else:
         if key is None:
             raise ValueError("cov_type='bootstrap' needs an explicit PRNG `key`.")
@@ -232,7 +277,7 @@ def infer(
     delta = None
     if mixing_probs is not None:
         delta = _delta_method(
-            problem,
+            run.problem,
             params,
             flat,
             unflatten,
@@ -284,12 +329,12 @@ def _delta_method(
         estimate = np.asarray(psi(flat, weights))
         G = np.asarray(jax.jacfwd(psi, argnums=0)(flat, weights))
         D = np.asarray(jax.jacrev(psi, argnums=1)(flat, weights)).T  # (n, k)
-        S, Dc = scores, D
+        S, Dc = scores(), D
         if clusters is not None:
             labels, inverse = np.unique(np.asarray(clusters), return_inverse=True)
-            S = np.zeros((labels.size, scores.shape[1]))
+            S = np.zeros((labels.size, flat.size))
             Dc = np.zeros((labels.size, D.shape[1]))
-            np.add.at(S, inverse, scores)
+            np.add.at(S, inverse, scores())
             np.add.at(Dc, inverse, D)
         cross = G @ bread @ S.T @ Dc
         variance = G @ cov @ G.T + cross + cross.T + Dc.T @ Dc

@@ -3,6 +3,7 @@
 import warnings
 from collections.abc import Sequence
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +17,7 @@ from ._x64 import as_weights, require_x64
 from .inner import AbstractNPMLESolver, MixSQP
 from .mixing import MixingDistribution
 from .model import AbstractModel, Groups, as_data, as_support, nobs
-from .profile import profile_loglik, solve_groups
+from .profile import checked_log_lik, groups_at_optimum, profile_loglik, solve_groups
 from .results import Results
 
 
@@ -28,25 +29,44 @@ class _Profile(AbstractProblem):
     groups: Groups | None
     labels: Int[Array, " n"]
     solver: AbstractNPMLESolver
+    # Each group's optimal weights at the parameters being differentiated: set by
+    # `at_optimum`, so that derivatives at the estimate need no inner solve.
+    optimum: Float[Array, "G m"] | None = None
 
     def loglik(self, params):
-        return profile_loglik(
-            self.model(params),
-            self.data,
-            self.points,
-            groups=self.groups,
-            weights=self.weights,
-            solver=self.solver,
-            throw=False,
+        if self.optimum is None:
+            return profile_loglik(
+                self.model(params),
+                self.data,
+                self.points,
+                groups=self.groups,
+                weights=self.weights,
+                solver=self.solver,
+                throw=False,
+            )
+        return jnp.sum(self._optimal(params)[2]), None
+
+    def at_optimum(self, aux):
+        return eqx.tree_at(
+            lambda p: p.optimum, self, aux.probs, is_leaf=lambda x: x is None
         )
 
-    def probs(self, params):
+    def _optimal(self, params):
+        """`(log_lik (n, m), probs (G, m), loglik (G,))` at `params`."""
         log_lik = self.model(params).log_cond_lik(self.data, self.points)
-        return solve_groups(log_lik, self.weights, self.groups, self.solver).probs
+        optimum = self.optimum
+        if optimum is None:
+            optimum = solve_groups(
+                log_lik, self.weights, self.groups, self.solver
+            ).probs
+        probs, loglik = groups_at_optimum(log_lik, self.weights, optimum, self.groups)
+        return log_lik, probs, loglik
+
+    def probs(self, params):
+        return self._optimal(params)[1]
 
     def contributions(self, params):
-        log_lik = self.model(params).log_cond_lik(self.data, self.points)
-        probs = solve_groups(log_lik, self.weights, self.groups, self.solver).probs
+        log_lik, probs, _ = self._optimal(params)
         row_max = jax.lax.stop_gradient(jnp.max(log_lik, axis=1))
         mixture = jnp.sum(
             jnp.exp(log_lik - row_max[:, None]) * probs[self.labels], axis=1
@@ -127,12 +147,10 @@ def fit(
     static = _params.split(model0)[1]
     problem = _Profile(static, data, weights, points, groups, labels, solver)
     # Fail early, with a message naming rows, on a bad model or data at the start.
-    profile_loglik(
-        model0, data, points, groups=groups, weights=weights, solver=solver, throw=False
-    )
+    checked_log_lik(model0, data, points, weights)
     run = optimise(problem, model0, starts, optimizer, max_steps)
 
-    _, info = problem.loglik(run.params)
+    info = run.aux
     probs = np.asarray(info.probs)
     inner_ok = bool(info.converged)
     failed = int(np.sum(~np.asarray(info.result == RESULTS.successful)))

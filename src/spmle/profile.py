@@ -16,6 +16,7 @@ from jaxtyping import Array, Bool, Float, Int
 from ._status import RESULTS
 from ._x64 import as_weights, is_concrete, require_x64
 from .inner import AbstractNPMLESolver, MixSQP, npmle
+from .inner._implicit import at_optimum, optimum_tangents
 from .inner._validate import check_values_eagerly
 from .model import AbstractModel, Groups, as_data, as_support, nobs
 
@@ -43,6 +44,27 @@ class ProfileInfo(eqx.Module):
     def converged(self) -> Bool[Array, ""]:
         """True when every inner solve is certified."""
         return jnp.all(self.result == RESULTS.successful)
+
+
+@eqx.filter_jit
+def _log_cond_lik(model, data, points):
+    return model.log_cond_lik(data, points)
+
+
+def checked_log_lik(model, data, points, weights) -> Float[Array, "n m"]:
+    """`model.log_cond_lik(data, points)` with its shape checked; called eagerly,
+    also its values (an error names the offending rows)."""
+    n = nobs(data)
+    # Compiled, so that an eager call costs one compilation, not one per operation.
+    log_lik = _log_cond_lik(model, data, points)
+    name = f"{type(model).__name__}.log_cond_lik(data, support)"
+    if log_lik.shape != (n, points.shape[0]):
+        raise ValueError(
+            f"`{name}` returned shape {log_lik.shape}; expected (n, m) = "
+            f"({n}, {points.shape[0]})."
+        )
+    check_values_eagerly(log_lik, weights, name=name)
+    return log_lik
 
 
 def _as_groups(groups) -> Groups | None:
@@ -100,25 +122,19 @@ def profile_loglik(
     points = as_support(support)
     groups = _as_groups(groups)
     weights = as_weights(weights, n, "data")
-    log_lik = model.log_cond_lik(data, points)
-    name = f"{type(model).__name__}.log_cond_lik(data, support)"
-    if log_lik.shape != (n, points.shape[0]):
-        raise ValueError(
-            f"`{name}` returned shape {log_lik.shape}; expected (n, m) = "
-            f"({n}, {points.shape[0]})."
-        )
-    check_values_eagerly(log_lik, weights, name=name)
+    log_lik = checked_log_lik(model, data, points, weights)
 
     sols = solve_groups(log_lik, weights, groups, solver)
+    probs, loglik = groups_at_optimum(log_lik, weights, sols.probs, groups)
     info = ProfileInfo(
-        probs=sols.probs,
-        loglik=sols.loglik,
+        probs=probs,
+        loglik=loglik,
         result=sols.result,
         num_steps=sols.num_steps,
         kkt_violation=sols.kkt_violation,
         kkt_support_residual=sols.kkt_support_residual,
     )
-    value = jnp.sum(sols.loglik)
+    value = jnp.sum(loglik)
     if throw:
         if is_concrete(value):
             _raise_if_failed(info, solver)
@@ -127,27 +143,83 @@ def profile_loglik(
     return value, info
 
 
+def map_groups(fn, log_lik, weights, groups: Groups | None, *per_group):
+    """`fn(log_lik_g, weights_g, *per_group_g)` for every group, stacked on axis 0.
+
+    `per_group` arrays already have a leading axis G. Groups are vmapped, except
+    on the CPU backend, where they are mapped in sequence inside the compiled
+    program (`lax.map`): XLA CPU runs batched LAPACK calls (the QP's Cholesky, the
+    eigendecomposition of the low-rank curvature) on its intra-op thread pool, and
+    two of them running at once can deadlock it.
+    """
+    if groups is None:
+        out = fn(log_lik, weights, *(x[0] for x in per_group))
+        return jax.tree.map(lambda x: x[None], out)
+    grouped_weights = jnp.where(groups.mask, weights[groups.index], 0.0)
+
+    def one(index, w, *rest):
+        return fn(log_lik[index], w, *rest)
+
+    args = (groups.index, grouped_weights, *per_group)
+    if jax.default_backend() == "cpu":
+        return jax.lax.map(lambda a: one(*a), args)
+    return jax.vmap(one)(*args)
+
+
 def solve_groups(log_lik, weights, groups: Groups | None, solver):
     """The inner NPMLE of every group: an `NPMLESolution` with a leading axis G.
 
-    Groups are vmapped, except on the CPU backend, where they are mapped in
-    sequence inside the compiled program (`lax.map`): XLA CPU runs batched LAPACK
-    calls (the QP's Cholesky, the eigendecomposition of the low-rank curvature) on
-    its intra-op thread pool, and two of them running at once can deadlock it.
+    No derivatives run through here (pass the solution's `probs` to
+    `groups_at_optimum` for those).
     """
 
     def solve(log_lik, weights):
         return npmle(log_lik, weights=weights, solver=solver, throw=False)
 
+    log_lik, weights = jax.lax.stop_gradient((log_lik, weights))
+    return map_groups(solve, log_lik, weights, groups)
+
+
+@eqx.filter_custom_jvp
+def groups_at_optimum(log_lik, weights, probs, groups: Groups | None):
+    """`(probs (G, m), loglik (G,))` given each group's optimal weights `probs`.
+
+    No solver runs: the KKT conditions give derivatives of any order at the
+    parameters where `probs` was found. The custom JVP sits outside the map over
+    groups on purpose: reverse-mode differentiation through `lax.map` (a scan)
+    inlines a custom JVP inside it, so forward-over-reverse (`jax.hessian`) would
+    lose the response of the weights.
+    """
+    return map_groups(at_optimum, log_lik, weights, groups, probs)
+
+
+@groups_at_optimum.def_jvp
+def _groups_at_optimum_jvp(primals, tangents):
+    log_lik, weights, probs, groups = primals
+    t_log_lik, t_weights, _, _ = tangents
+    probs, loglik = groups_at_optimum(log_lik, weights, probs, groups)
+    # Zero tangents stand in for absent ones: the map needs arrays.
+    t_log_lik = jnp.zeros_like(log_lik) if t_log_lik is None else t_log_lik
+    t_weights = jnp.zeros_like(weights) if t_weights is None else t_weights
+
+    def one(log_lik, weights, probs, t_log_lik, t_weights):
+        return optimum_tangents(log_lik, weights, probs, t_log_lik, t_weights)
+
     if groups is None:
-        return jax.tree.map(lambda x: x[None], solve(log_lik, weights))
-    grouped_weights = jnp.where(groups.mask, weights[groups.index], 0.0)
-    if jax.default_backend() == "cpu":
-        return jax.lax.map(
-            lambda pair: solve(log_lik[pair[0]], pair[1]),
-            (groups.index, grouped_weights),
+        out = one(log_lik, weights, probs[0], t_log_lik, t_weights)
+        t_probs, t_loglik = jax.tree.map(lambda x: x[None], out)
+    else:
+        grouped_t_weights = jnp.where(groups.mask, t_weights[groups.index], 0.0)
+        t_probs, t_loglik = map_groups(
+            lambda L, w, p, index, t_w: one(L, w, p, t_log_lik[index], t_w),
+            log_lik,
+            weights,
+            groups,
+            probs,
+            groups.index,
+            grouped_t_weights,
         )
-    return jax.vmap(lambda i, w: solve(log_lik[i], w))(groups.index, grouped_weights)
+    return (probs, loglik), (t_probs, t_loglik)
 
 
 def _raise_if_failed(info: ProfileInfo, solver) -> None:

@@ -38,12 +38,13 @@ def _at_optimum_jvp(primals, tangents):
     t_log_lik, t_weights, _ = tangents
     # Through this call, `probs` carries its own tangent under an outer JVP.
     probs, loglik = at_optimum(log_lik, weights, probs)
-    t_probs, t_loglik = _tangents(log_lik, weights, probs, t_log_lik, t_weights)
+    t_probs, t_loglik = optimum_tangents(log_lik, weights, probs, t_log_lik, t_weights)
     return (probs, loglik), (t_probs, t_loglik)
 
 
-def _tangents(log_lik, weights, probs, t_log_lik, t_weights):
-    """Tangents of the optimal weights and of the optimal total log-likelihood."""
+def optimum_tangents(log_lik, weights, probs, t_log_lik, t_weights):
+    """Tangents of the optimal weights and of the optimal total log-likelihood
+    (`None` for an absent input tangent)."""
     op, row_max = DenseLikelihood.from_log_lik(log_lik)
     total = jnp.sum(weights)
     w = weights / total
