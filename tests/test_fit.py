@@ -38,7 +38,9 @@ def test_recovers_the_truth(fitted):
     assert res.converged
     z = (res.params.to_numpy() - _theta(truth)) / res.bse.to_numpy()
     assert np.all(np.abs(z) < 4), z
-    assert res.optimizer_info["grad_norm"] < 1e-9
+    # The mean gradient is as small as the certified inner solve (tol 1e-8) can
+    # resolve; smaller Newton steps are not taken (docs/inference.md).
+    assert res.optimizer_info["grad_norm"] < 1e-7
 
 
 def test_hessian_matches_second_differences_of_the_profile(fitted):

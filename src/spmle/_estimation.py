@@ -49,6 +49,11 @@ class AbstractProblem(eqx.Module):
     def with_weights(self, weights) -> "AbstractProblem":
         return eqx.tree_at(lambda p: p.weights, self, weights)
 
+    def newton_tol(self) -> float:
+        """Newton polishing stops once the step is below this, relative to
+        `1 + |theta|`: the accuracy the log-likelihood itself can resolve."""
+        return 0.0
+
     def at_optimum(self, aux) -> "AbstractProblem":
         """The same problem for derivatives at the parameters whose `loglik` gave
         `aux`: a problem with an inner optimisation reuses its solution there."""
@@ -130,11 +135,10 @@ def optimise(
     optimizer,
     max_steps,
     newton_steps: int = 2,
-    polish_tol: float = 1e-12,
 ) -> Run:
     """Run the optimiser from `model0` and every further start and keep the best
-    log-likelihood. Unless the mean gradient is already below `polish_tol`, polish
-    with Newton steps on the exact Hessian while they do not lower it."""
+    log-likelihood, then polish with Newton steps on the exact Hessian while they
+    are larger than `problem.newton_tol()` and do not lower it."""
     optimizer = default_optimizer() if optimizer is None else optimizer
     best = None
     for start in (model0, *starts):
@@ -147,18 +151,18 @@ def optimise(
             best = (value, params, result, int(steps), aux)
     value, params, result, steps, aux = best
     flat, unflatten = _params.flatten(params)
-    total_weight = float(jnp.sum(problem.weights))
     at = problem.at_optimum(aux)
     derivatives = [np.asarray(x) for x in _derivatives(at, flat, unflatten)]
     for _ in range(newton_steps):
         _, grad, hessian = derivatives
-        if not np.max(np.abs(grad)) > polish_tol * total_weight:
-            break
         try:
             factor = np.linalg.cholesky(-hessian)
         except np.linalg.LinAlgError:
             break  # not at a maximum: leave it to the Hessian diagnostics
-        candidate = flat + np.linalg.solve(factor.T, np.linalg.solve(factor, grad))
+        step = np.linalg.solve(factor.T, np.linalg.solve(factor, grad))
+        if not np.max(np.abs(step) / (1 + np.abs(flat))) > problem.newton_tol():
+            break
+        candidate = flat + step
         candidate_value, candidate_aux = _evaluate(problem, unflatten(candidate))
         # Near the maximum the gain (~1e-12) is below the rounding of the value:
         # accept a step that does not lose more than that rounding.

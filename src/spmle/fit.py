@@ -46,6 +46,11 @@ class _Profile(AbstractProblem):
             )
         return jnp.sum(self._optimal(params)[2]), None
 
+    def newton_tol(self):
+        # The inner certificate bounds the accuracy of the profile likelihood and
+        # its derivatives: a smaller Newton step is below what they resolve.
+        return self.solver.tol
+
     def at_optimum(self, aux):
         return eqx.tree_at(
             lambda p: p.optimum, self, aux.probs, is_leaf=lambda x: x is None
