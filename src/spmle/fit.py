@@ -116,8 +116,8 @@ def fit(
         groups: optional (n,) integer labels `0..G-1`: one F per group.
         weights: optional (n,) nonnegative observation weights.
         solver: the inner NPMLE strategy.
-        optimizer: an optimistix minimiser (default `optx.BFGS(rtol=1e-9,
-            atol=1e-9)`).
+        optimizer: an optimistix minimiser (default `optx.BFGS(rtol=1e-8,
+            atol=1e-8)`).
         max_steps: outer iterations per start.
         starts: further starting models; the fit with the highest `llf` is kept.
         cov_type: `"hessian"` (inverse observed profile information), `"sandwich"`,

@@ -47,7 +47,7 @@ class MixSQP(AbstractNPMLESolver):
         max_qp_steps: maximum active-set steps per QP.
         curvature: `"exact"` uses `A' diag(w/u^2) A`; `"low_rank"` projects it on
             the leading `rank` eigenvectors of `A'A` (one Gram matrix up front, then
-            O(n rank^2) per step); `"auto"` uses low rank when `m > rank` and the
+            O(n rank^2) per step); `"auto"` uses low rank when `m > 2 rank` and the
             eigenvalues of `A'A` beyond the first `rank` are below `rank_tol`
             times the largest. A step the low-rank curvature cannot make is
             retried with the exact one, which is kept from then on.
@@ -97,7 +97,9 @@ class MixSQP(AbstractNPMLESolver):
         """`(V, A V, fits)` for the curvature `V (U' D U) V'`, or None for exact."""
         m = op.shape[1]
         wanted = self.curvature == "low_rank" or (
-            self.curvature == "auto" and m > self.rank
+            # Below 2 rank points the set-up (a Gram matrix and its eigenvectors)
+            # costs more than the exact curvature of the few SQP steps it saves.
+            self.curvature == "auto" and m > 2 * self.rank
         )
         if not wanted or self.rank >= m:
             return None
