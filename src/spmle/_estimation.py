@@ -49,6 +49,20 @@ class AbstractProblem(eqx.Module):
     def with_weights(self, weights) -> "AbstractProblem":
         return eqx.tree_at(lambda p: p.weights, self, weights)
 
+    def derivatives(self, flat, unflatten):
+        """Value, gradient and Hessian of the total log-likelihood in the flat
+        parameters; the Hessian one column at a time (forward over reverse), so
+        that memory stays that of one gradient."""
+
+        def total(flat):
+            return self.loglik(unflatten(flat))[0]
+
+        value, grad = jax.value_and_grad(total)(flat)
+        hessian = jax.lax.map(
+            lambda e: jax.jvp(jax.grad(total), (flat,), (e,))[1], jnp.eye(flat.size)
+        )
+        return value, grad, (hessian + hessian.T) / 2
+
     def newton_tol(self) -> float:
         """Newton polishing stops once the step is below this, relative to
         `1 + |theta|`: the accuracy the log-likelihood itself can resolve."""
@@ -99,18 +113,7 @@ def _evaluate(problem: AbstractProblem, params):
 
 @eqx.filter_jit
 def _derivatives(problem: AbstractProblem, flat, unflatten):
-    """Value, gradient and Hessian of the total log-likelihood in the flat
-    parameters; the Hessian one column at a time (forward over reverse), so that
-    memory stays that of one gradient."""
-
-    def total(flat):
-        return problem.loglik(unflatten(flat))[0]
-
-    value, grad = jax.value_and_grad(total)(flat)
-    hessian = jax.lax.map(
-        lambda e: jax.jvp(jax.grad(total), (flat,), (e,))[1], jnp.eye(flat.size)
-    )
-    return value, grad, (hessian + hessian.T) / 2
+    return problem.derivatives(flat, unflatten)
 
 
 @eqx.filter_jit

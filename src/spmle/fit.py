@@ -11,6 +11,7 @@ from jaxtyping import Array, Float, Int
 
 from . import _params
 from ._estimation import AbstractProblem, infer, optimise
+from ._profile_derivatives import profile_derivatives
 from ._status import RESULTS
 from ._warnings import GridWarning
 from ._x64 import as_weights, require_x64
@@ -45,6 +46,18 @@ class _Profile(AbstractProblem):
                 throw=False,
             )
         return jnp.sum(self._optimal(params)[2]), None
+
+    def derivatives(self, flat, unflatten):
+        if self.optimum is None:
+            return super().derivatives(flat, unflatten)
+
+        def log_lik_fn(flat, data):
+            return self.model(unflatten(flat)).log_cond_lik(data, self.points)
+
+        # In row chunks: memory independent of n (see `_profile_derivatives`).
+        return profile_derivatives(
+            log_lik_fn, flat, self.data, self.weights, self.labels, self.optimum
+        )
 
     def newton_tol(self):
         # The inner certificate bounds the accuracy of the profile likelihood and

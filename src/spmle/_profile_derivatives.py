@@ -1,0 +1,158 @@
+"""Value, gradient and Hessian of the profile log-likelihood in row chunks.
+
+At the estimate the optimal weights `p` (per group) are known, and every
+derivative of `L*(theta) = l(theta, p*(theta))` is a sum over observations of
+fixed-weight derivatives:
+
+- gradient: `l_theta` (envelope theorem);
+- Hessian: `l_theta,theta + l_theta,p P`, with `P = dp*/dtheta` (m, k). The other
+  terms of the chain rule vanish: `l_p p_theta,theta` and `P'(l_pp P + l_p,theta)`
+  are multiples of `1'P = 0` on the support, by the KKT conditions.
+- `P` itself solves the bordered KKT system
+  `[[K_SS, 1], [1', 0]] [P_S; nu] = [D_S; 0]` with `K = sum_i w_i r_i r_i'`,
+  `D = d(sum_i w_i r_i)/dtheta` and `r_ik = A_ik / (A p)_i` (group weights
+  normalised to sum 1): sums over observations too.
+
+So two passes over chunks of rows, each holding only a (chunk, m) slice of the
+likelihood matrix, give the exact profile Hessian with memory independent of n.
+"""
+
+import jax
+import jax.numpy as jnp
+import lineax as lx
+from jaxtyping import Array, Float, Int
+
+
+# Rows per chunk times grid points: about 4 MB per (chunk, m) float64 slice.
+_CHUNK_ENTRIES = 2**19
+
+
+def _chunked(tree, size: int):
+    """Pad the leading axis to a multiple of `size` (repeating row 0: finite, and
+    given weight 0) and split it into (num_chunks, size, ...)."""
+
+    def split(x):
+        pad = (-x.shape[0]) % size
+        if pad:
+            x = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)])
+        return x.reshape((-1, size) + x.shape[1:])
+
+    return jax.tree.map(split, tree)
+
+
+def _ratios(log_lik, probs_rows):
+    """`(row_max, A, u)`: row-shifted likelihoods and mixture likelihoods."""
+    row_max = jax.lax.stop_gradient(jnp.max(log_lik, axis=1))
+    matrix = jnp.exp(log_lik - row_max[:, None])
+    return row_max, matrix, jnp.sum(matrix * probs_rows, axis=1)
+
+
+def profile_derivatives(
+    log_lik_fn,
+    flat: Float[Array, " k"],
+    data,
+    weights: Float[Array, " n"],
+    labels: Int[Array, " n"],
+    probs: Float[Array, "G m"],
+) -> tuple[Float[Array, ""], Float[Array, " k"], Float[Array, "k k"]]:
+    """`(L*, gradient, Hessian)` at `flat`, where `probs` are the optimal weights.
+
+    Args:
+        log_lik_fn: `(flat, data_chunk) -> (chunk, m)` log conditional likelihoods.
+        flat: (k,) parameters.
+        data: dict of arrays with leading axis n.
+        weights: (n,) observation weights.
+        labels: (n,) group of each observation, `0..G-1`.
+        probs: (G, m) optimal weights of each group at `flat`.
+    """
+    n = weights.shape[0]
+    num_groups, m = probs.shape
+    k = flat.size
+    size = max(1, min(n, _CHUNK_ENTRIES // m))
+    # Padding rows get weight 0 (`_chunked` pads by repeating row 0).
+    chunks = _chunked((data, jnp.pad(weights, (0, (-n) % size)), labels), size)
+    group_total = jax.ops.segment_sum(weights, labels, num_groups)
+
+    def fixed_weights_loglik(flat, probs_rows, data, w):
+        row_max, _, u = _ratios(log_lik_fn(flat, data), probs_rows)
+        return jnp.dot(w, row_max + jnp.log(u))
+
+    def first_pass(carry, chunk):
+        data, w, lab = chunk
+        probs_rows = probs[lab]
+        value, grad = jax.value_and_grad(fixed_weights_loglik)(
+            flat, probs_rows, data, w
+        )
+        # Normalised weights within each group, as a (chunk, G) design.
+        member = (lab[:, None] == jnp.arange(num_groups)) * (w / group_total[lab])[
+            :, None
+        ]
+
+        def ratio_sums(flat):
+            _, matrix, u = _ratios(log_lik_fn(flat, data), probs_rows)
+            ratio = matrix / u[:, None]
+            return member.T @ ratio, ratio  # (G, m) and (chunk, m)
+
+        def directional(direction):
+            return jax.jvp(lambda f: ratio_sums(f)[0], (flat,), (direction,))[1]
+
+        ratio = ratio_sums(flat)[1]
+        change = jax.lax.map(directional, jnp.eye(k))  # (k, G, m)
+        curvature = jax.vmap(lambda g: (ratio * g[:, None]).T @ ratio, in_axes=1)(
+            member
+        )  # (G, m, m)
+        totals = (value, grad, change, curvature)
+        return jax.tree.map(jnp.add, carry, totals), None
+
+    zeros = (
+        jnp.zeros((), flat.dtype),
+        jnp.zeros(k, flat.dtype),
+        jnp.zeros((k, num_groups, m), flat.dtype),
+        jnp.zeros((num_groups, m, m), flat.dtype),
+    )
+    (value, grad, change, curvature), _ = jax.lax.scan(first_pass, zeros, chunks)
+    # Groups in sequence: one small SVD each (see `profile.map_groups` on batched
+    # LAPACK calls on CPU).
+    response = jax.lax.map(
+        lambda args: _weight_response(*args),
+        (probs, curvature, jnp.moveaxis(change, 0, 2)),
+    )  # (G, m, k)
+
+    def second_pass(carry, chunk):
+        data, w, lab = chunk
+        probs_rows, response_rows = probs[lab], response[lab]
+
+        def partial_grad(theta):
+            # The partial gradient at the weights' first-order response: its
+            # Jacobian is l_theta,theta + l_theta,p P.
+            moved = probs_rows + response_rows @ (theta - flat)
+            return jax.grad(fixed_weights_loglik)(theta, moved, data, w)
+
+        block = jax.lax.map(
+            lambda e: jax.jvp(partial_grad, (flat,), (e,))[1], jnp.eye(k)
+        )
+        return carry + block, None
+
+    hessian, _ = jax.lax.scan(second_pass, jnp.zeros((k, k), flat.dtype), chunks)
+    return value, grad, (hessian + hessian.T) / 2
+
+
+def _weight_response(probs, curvature, change):
+    """`P = dp*/dtheta` (m, k) of one group from the bordered KKT system."""
+    support = probs > 0
+    m = probs.shape[0]
+    both = support[:, None] & support[None, :]
+    block = jnp.where(both, curvature, 0.0) + jnp.diag(jnp.where(support, 0.0, 1.0))
+    border = support.astype(probs.dtype)
+    bordered = jnp.zeros((m + 1, m + 1), probs.dtype)
+    bordered = (
+        bordered.at[:m, :m].set(block).at[:m, m].set(border).at[m, :m].set(border)
+    )
+    rhs = jnp.concatenate(
+        [jnp.where(support[:, None], change, 0.0), jnp.zeros((1, change.shape[1]))]
+    )
+    operator = lx.MatrixLinearOperator(bordered, lx.symmetric_tag)
+    solve = jax.vmap(
+        lambda b: lx.linear_solve(operator, b, lx.SVD()).value, in_axes=1, out_axes=1
+    )
+    return jnp.where(support[:, None], solve(rhs)[:m], 0.0)
