@@ -39,8 +39,14 @@ class AbstractProblem(eqx.Module):
         return eqx.combine(params, self.static)
 
     @abc.abstractmethod
-    def loglik(self, params) -> tuple[Float[Array, ""], Any]:
-        """The total log-likelihood and auxiliary output."""
+    def loglik(self, params, warm=None) -> tuple[Float[Array, ""], Any]:
+        """The total log-likelihood and auxiliary output; `warm` (from
+        `warm_start`) may speed up an inner optimisation, never change it."""
+
+    def warm_start(self, aux):
+        """The `warm` argument of `loglik` near the point whose aux is `aux`;
+        `aux=None` gives the placeholder for a cold start."""
+        return None
 
     @abc.abstractmethod
     def contributions(self, params) -> Float[Array, " n"]:
@@ -85,30 +91,73 @@ def default_optimizer() -> optx.AbstractMinimiser:
 
 
 @eqx.filter_jit
-def _minimise(problem: AbstractProblem, params0, optimizer, max_steps: int):
+def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm):
+    """Minimise `-loglik / sum(weights)` from `params0`: `(params, result, steps,
+    loglik, aux)`, where `aux` is the problem's auxiliary output at `params`.
+
+    Drives the optimistix minimiser through its `init`/`step`/`terminate`
+    interface, so that each inner solve starts from the previous one's weights
+    (`warm`, from `problem.warm_start`) and `max_steps` is a traced integer: one
+    compiled program serves every call, and `max_steps=0` evaluates `params0`.
+    """
     total_weight = jnp.sum(problem.weights)
 
-    def objective(params, problem):
-        value, aux = problem.loglik(params)
+    def objective(params, warm):
+        value, aux = problem.loglik(params, warm)
         return -value / total_weight, aux
 
-    solution = optx.minimise(
-        objective,
-        optimizer,
-        params0,
-        args=problem,
-        has_aux=True,
-        max_steps=max_steps,
-        throw=False,
+    options, tags = {}, frozenset()
+    f_struct, aux_struct = jax.eval_shape(objective, params0, warm)
+    state = optimizer.init(
+        objective, params0, warm, options, f_struct, aux_struct, tags
     )
-    # The optimiser's own aux may lag a step behind its answer: evaluate again.
-    value, aux = problem.loglik(solution.value)
-    return solution.value, solution.result, solution.stats["num_steps"], value, aux
+    dynamic, static = eqx.partition(state, eqx.is_array)
 
+    def terminate(params, dynamic, warm):
+        state = eqx.combine(dynamic, static)
+        done, result = optimizer.terminate(
+            objective, params, warm, options, state, tags
+        )
+        finite = jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)])
+        )
+        return done, optx.RESULTS.where(finite, result, optx.RESULTS.nonfinite)
 
-@eqx.filter_jit
-def _evaluate(problem: AbstractProblem, params):
-    return problem.loglik(params)
+    def cond(carry):
+        params, dynamic, warm, steps = carry
+        done, result = terminate(params, dynamic, warm)
+        return ~done & (result == optx.RESULTS.successful) & (steps < max_steps)
+
+    def body(carry):
+        params, dynamic, warm, steps = carry
+        state = eqx.combine(dynamic, static)
+        params, state, aux = optimizer.step(
+            objective, params, warm, options, state, tags
+        )
+        dynamic = eqx.partition(state, eqx.is_array)[0]
+        return params, dynamic, problem.warm_start(aux), steps + 1
+
+    params, dynamic, warm, steps = jax.lax.while_loop(
+        cond, body, (params0, dynamic, warm, jnp.array(0))
+    )
+    done, result = terminate(params, dynamic, warm)
+    result = optx.RESULTS.where(
+        (result == optx.RESULTS.successful) & ~done,
+        optx.RESULTS.nonlinear_max_steps_reached,
+        result,
+    )
+    value, aux = problem.loglik(params, warm)
+    params, aux, _ = optimizer.postprocess(
+        objective,
+        params,
+        aux,
+        warm,
+        options,
+        eqx.combine(dynamic, static),
+        tags,
+        result,
+    )
+    return params, result, steps, value, aux
 
 
 @eqx.filter_jit
@@ -152,7 +201,11 @@ def optimise(
     for start in (model0, *starts):
         params0 = _params.split(start)[0]
         params, result, steps, value, aux = _minimise(
-            problem, params0, optimizer, max_steps
+            problem,
+            params0,
+            optimizer,
+            jnp.asarray(max_steps),
+            problem.warm_start(None),
         )
         value = float(value)
         if best is None or (np.isfinite(value) and value > best[0]):
@@ -171,7 +224,14 @@ def optimise(
         if not np.max(np.abs(step) / (1 + np.abs(flat))) > problem.newton_tol():
             break
         candidate = flat + step
-        candidate_value, candidate_aux = _evaluate(problem, unflatten(candidate))
+        # The optimiser's program with no steps: an evaluation, compiled once.
+        _, _, _, candidate_value, candidate_aux = _minimise(
+            problem,
+            unflatten(candidate),
+            optimizer,
+            jnp.asarray(0),
+            problem.warm_start(aux),
+        )
         # Near the maximum the gain (~1e-12) is below the rounding of the value:
         # accept a step that does not lose more than that rounding.
         if not float(candidate_value) >= value - 64 * np.finfo(float).eps * abs(value):
@@ -195,13 +255,16 @@ def optimise(
 
 
 @eqx.filter_jit
-def _bootstrap_draws(problem, params, optimizer, max_steps, multipliers, batch_size):
+def _bootstrap_draws(
+    problem, params, warm, optimizer, max_steps, multipliers, batch_size
+):
     def one(multiplier):
         fitted, result, *_ = _minimise(
             problem.with_weights(problem.weights * multiplier),
             params,
             optimizer,
             max_steps,
+            warm,
         )
         return _params.flatten(fitted)[0], result == optx.RESULTS.successful
 
@@ -255,8 +318,15 @@ def infer(
         )
         # Batches of refits are vmapped, except on CPU (see `solve_groups`).
         batch = 1 if jax.default_backend() == "cpu" else min(bootstrap_draws, 8)
+        warm = problem.warm_start(run.aux)
         draws, ok = _bootstrap_draws(
-            problem, params, run.optimizer, run.max_steps, multipliers, batch
+            problem,
+            params,
+            warm,
+            run.optimizer,
+            jnp.asarray(run.max_steps),
+            multipliers,
+            batch,
         )
         draws, ok = np.asarray(draws), np.asarray(ok)
         if not ok.all():

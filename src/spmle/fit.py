@@ -34,7 +34,7 @@ class _Profile(AbstractProblem):
     # `at_optimum`, so that derivatives at the estimate need no inner solve.
     optimum: Float[Array, "G m"] | None = None
 
-    def loglik(self, params):
+    def loglik(self, params, warm=None):
         if self.optimum is None:
             return profile_loglik(
                 self.model(params),
@@ -44,6 +44,7 @@ class _Profile(AbstractProblem):
                 weights=self.weights,
                 solver=self.solver,
                 throw=False,
+                init=warm,
             )
         return jnp.sum(self._optimal(params)[2]), None
 
@@ -63,6 +64,13 @@ class _Profile(AbstractProblem):
         # The inner certificate bounds the accuracy of the profile likelihood and
         # its derivatives: a smaller Newton step is below what they resolve.
         return self.solver.tol
+
+    def warm_start(self, aux):
+        if aux is None:
+            # Zeros mean "cold": the solver takes EM steps from uniform weights.
+            num_groups = 1 if self.groups is None else self.groups.num_groups
+            return jnp.zeros((num_groups, self.points.shape[0]))
+        return aux.probs
 
     def at_optimum(self, aux):
         return eqx.tree_at(

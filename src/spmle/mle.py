@@ -20,7 +20,7 @@ class _Parametric(AbstractProblem):
     def contributions(self, params):
         return self.weights * self.model(params).log_lik(self.data)
 
-    def loglik(self, params):
+    def loglik(self, params, warm=None):
         return jnp.sum(self.contributions(params)), None
 
 

@@ -82,6 +82,7 @@ def profile_loglik(
     weights: Float[Array, " n"] | None = None,
     solver: AbstractNPMLESolver = MixSQP(),
     throw: bool = True,
+    init: Float[Array, "G m"] | None = None,
 ) -> tuple[Float[Array, ""], ProfileInfo]:
     """The total profile log-likelihood of `model` and the optimal mixing weights.
 
@@ -96,6 +97,9 @@ def profile_loglik(
         solver: the inner NPMLE strategy.
         throw: raise when an inner solve is not certified; otherwise read
             `info.result` (use `throw=False` inside optimisers and `vmap`).
+        init: optional (G, m) starting weights of the inner solves, e.g.
+            `info.probs` at nearby parameters (see `spmle.npmle`); the value does
+            not depend on it.
 
     Returns:
         `(loglik, info)`: the total `sum_i w_i log sum_k exp(l_ik) p_gk` at the
@@ -124,7 +128,7 @@ def profile_loglik(
     weights = as_weights(weights, n, "data")
     log_lik = checked_log_lik(model, data, points, weights)
 
-    sols = solve_groups(log_lik, weights, groups, solver)
+    sols = solve_groups(log_lik, weights, groups, solver, init)
     probs, loglik = groups_at_optimum(log_lik, weights, sols.probs, groups)
     info = ProfileInfo(
         probs=probs,
@@ -166,18 +170,21 @@ def map_groups(fn, log_lik, weights, groups: Groups | None, *per_group):
     return jax.vmap(one)(*args)
 
 
-def solve_groups(log_lik, weights, groups: Groups | None, solver):
-    """The inner NPMLE of every group: an `NPMLESolution` with a leading axis G.
+def solve_groups(log_lik, weights, groups: Groups | None, solver, init=None):
+    """The inner NPMLE of every group: an `NPMLESolution` with a leading axis G,
+    started from `init` (G, m) when given.
 
     No derivatives run through here (pass the solution's `probs` to
     `groups_at_optimum` for those).
     """
 
-    def solve(log_lik, weights):
-        return npmle(log_lik, weights=weights, solver=solver, throw=False)
+    def solve(log_lik, weights, *init):
+        return npmle(log_lik, weights=weights, solver=solver, throw=False, init=init[0])
 
-    log_lik, weights = jax.lax.stop_gradient((log_lik, weights))
-    return map_groups(solve, log_lik, weights, groups)
+    log_lik, weights, init = jax.lax.stop_gradient((log_lik, weights, init))
+    if init is None:
+        return map_groups(lambda L, w: solve(L, w, None), log_lik, weights, groups)
+    return map_groups(solve, log_lik, weights, groups, init)
 
 
 @eqx.filter_custom_jvp

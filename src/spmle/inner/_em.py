@@ -5,7 +5,7 @@ import jax.numpy as jnp
 
 from ._kkt import kkt_residuals, likelihood_ratios
 from ._operator import AbstractLikelihoodOperator
-from ._solver import AbstractNPMLESolver, SolverOutput
+from ._solver import AbstractNPMLESolver, SolverOutput, starting_point
 
 
 def em_step(op: AbstractLikelihoodOperator, x, w):
@@ -35,8 +35,7 @@ class EM(AbstractNPMLESolver):
     max_steps: int = 10_000
     support_threshold: float = 1e-10
 
-    def solve(self, op, w):
-        m = op.shape[1]
+    def solve(self, op, w, x0=None):
 
         def cond(carry):
             x, d, steps = carry
@@ -51,7 +50,7 @@ class EM(AbstractNPMLESolver):
             d, _ = likelihood_ratios(op, x, w)
             return x, d, steps + 1
 
-        x0 = jnp.full(m, 1.0 / m)
+        x0 = starting_point(op, w, x0, lambda uniform: uniform)
         d0, _ = likelihood_ratios(op, x0, w)
         x, _, steps = jax.lax.while_loop(cond, body, (x0, d0, jnp.array(0)))
         return SolverOutput(x, steps, jnp.array(0), jnp.array(False))

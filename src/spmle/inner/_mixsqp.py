@@ -18,7 +18,7 @@ from ._active_set import solve_nonnegative_qp
 from ._em import em_step
 from ._kkt import kkt_residuals, likelihood_ratios
 from ._operator import AbstractLikelihoodOperator, weighted_gram
-from ._solver import AbstractNPMLESolver, SolverOutput
+from ._solver import AbstractNPMLESolver, SolverOutput, starting_point
 
 
 class _State(eqx.Module):
@@ -142,7 +142,7 @@ class MixSQP(AbstractNPMLESolver):
         alpha = jnp.where(negligible, 1.0, alpha)
         return alpha, armijo_holds | negligible
 
-    def solve(self, op, w):
+    def solve(self, op, w, x0=None):
         m = op.shape[1]
         factor = self._low_rank_factor(op)
 
@@ -161,8 +161,14 @@ class MixSQP(AbstractNPMLESolver):
                 dd,
             )
 
-        x0 = jax.lax.fori_loop(
-            0, self.em_steps, lambda _, x: em_step(op, x, w), jnp.full(m, 1.0 / m)
+        # A cold start takes a few EM steps from the uniform distribution.
+        x0 = starting_point(
+            op,
+            w,
+            x0,
+            lambda uniform: jax.lax.fori_loop(
+                0, self.em_steps, lambda _, x: em_step(op, x, w), uniform
+            ),
         )
         d0, u0 = likelihood_ratios(op, x0, w)
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from .._status import RESULTS
-from .._x64 import is_concrete
+from .._x64 import as_float64, is_concrete
 from ._implicit import at_optimum
 from ._kkt import kkt_residuals, likelihood_ratios
 from ._mixsqp import MixSQP
@@ -60,14 +60,14 @@ class NPMLESolution(eqx.Module):
         return self.result == RESULTS.successful
 
 
-def _solve_weights(log_lik, weights, solver: AbstractNPMLESolver):
+def _solve_weights(log_lik, weights, init, solver: AbstractNPMLESolver):
     """The optimal weights and the certificate; no derivatives run through here."""
     invalid = invalid_flag(log_lik, weights)
     # No guard copy of the matrix for invalid input: both solvers stop as soon as
     # their state is not finite, and the status says what went wrong.
     op, _ = DenseLikelihood.from_log_lik(log_lik)
     w = weights / jnp.sum(weights)
-    out = solver.solve(op, w)
+    out = solver.solve(op, w, init)
     probs = out.x / jnp.sum(out.x)
     d, _ = likelihood_ratios(op, probs, w)
     on_grid, on_support = kkt_residuals(d, probs, solver.support_threshold)
@@ -82,19 +82,19 @@ def _solve_weights(log_lik, weights, solver: AbstractNPMLESolver):
     return probs, stats
 
 
-def _optimal_weights(log_lik, weights, solver: AbstractNPMLESolver):
+def _optimal_weights(log_lik, weights, solver: AbstractNPMLESolver, init=None):
     probs, stats = _solve_weights(
-        jax.lax.stop_gradient(log_lik), jax.lax.stop_gradient(weights), solver
+        *jax.lax.stop_gradient((log_lik, weights, init)), solver
     )
     probs, loglik = at_optimum(log_lik, weights, probs)
     return probs, loglik, stats
 
 
 @eqx.filter_jit
-def _solve(log_lik, weights, solver):
+def _solve(log_lik, weights, solver, init=None):
     # Compiled once per shape and solver, so eager calls are cheap; under an outer
     # `jit` or `vmap` this simply inlines.
-    probs, loglik, stats = _optimal_weights(log_lik, weights, solver)
+    probs, loglik, stats = _optimal_weights(log_lik, weights, solver, init)
     return NPMLESolution(
         probs=probs,
         loglik=loglik,
@@ -113,6 +113,7 @@ def npmle(
     weights: Float[Array, " n"] | None = None,
     solver: AbstractNPMLESolver = MixSQP(),
     throw: bool = True,
+    init: Float[Array, " m"] | None = None,
 ) -> NPMLESolution:
     """Maximum-likelihood mixture weights on a fixed grid (the Kiefer-Wolfowitz NPMLE).
 
@@ -130,6 +131,10 @@ def npmle(
             `jit`, an `equinox.EquinoxRuntimeError`, also a `RuntimeError`);
             with `throw=False`, read `solution.result` instead. Invalid input
             called eagerly always raises a `ValueError` naming the offending rows.
+        init: optional (m,) starting weights, e.g. the solution for nearby
+            inputs: the solver starts at `0.99 init + 0.01 uniform` instead of
+            EM steps from the uniform distribution. The answer does not depend on
+            it (only the path does); not differentiated.
 
     Returns:
         An `NPMLESolution` with `probs` (m,), `loglik`, `mean_loglik`, `result`,
@@ -147,7 +152,14 @@ def npmle(
     """
     log_lik, weights = check_shapes(log_lik, weights)
     check_values_eagerly(log_lik, weights)
-    solution = _solve(log_lik, weights, solver)
+    if init is not None:
+        init = as_float64(init, "init")
+        if init.shape != (log_lik.shape[1],):
+            raise ValueError(
+                f"`init` must have shape (m,) = ({log_lik.shape[1]},); got "
+                f"{init.shape}."
+            )
+    solution = _solve(log_lik, weights, solver, init)
     if throw:
         failed = solution.result != RESULTS.successful
         if is_concrete(failed):

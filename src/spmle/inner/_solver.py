@@ -3,6 +3,8 @@
 import abc
 
 import equinox as eqx
+import jax
+import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from ._operator import AbstractLikelihoodOperator
@@ -21,6 +23,27 @@ class SolverOutput(eqx.Module):
     stagnated: Bool[Array, ""]
 
 
+def starting_point(op, w, x0, cold_start):
+    """Where a solver starts: near `x0` (e.g. the optimum at nearby parameters),
+    or `cold_start(uniform)` when `x0` is None or not a distribution.
+
+    A warm start mixes in 1% of the uniform distribution: weights that `x0` sets
+    to zero may be needed now, and every observation must keep a positive
+    likelihood.
+    """
+    m = op.shape[1]
+    uniform = jnp.full(m, 1.0 / m, w.dtype)
+    if x0 is None:
+        return cold_start(uniform)
+    total = jnp.sum(x0)
+    usable = jnp.all(jnp.isfinite(x0)) & jnp.all(x0 >= 0) & (total > 0)
+    return jax.lax.cond(
+        usable,
+        lambda: 0.99 * x0 / total + 0.01 * uniform,
+        lambda: cold_start(uniform),
+    )
+
+
 class AbstractNPMLESolver(eqx.Module):
     """A strategy that solves `max_{p in simplex} sum_i w_i log (A p)_i`.
 
@@ -36,9 +59,13 @@ class AbstractNPMLESolver(eqx.Module):
 
     @abc.abstractmethod
     def solve(
-        self, op: AbstractLikelihoodOperator, w: Float[Array, " n"]
+        self,
+        op: AbstractLikelihoodOperator,
+        w: Float[Array, " n"],
+        x0: Float[Array, " m"] | None = None,
     ) -> SolverOutput:
-        """Solve for the normalised weights `w` (sum 1) and the row-shifted `op`.
+        """Solve for the normalised weights `w` (sum 1) and the row-shifted `op`,
+        from the weights `x0` when given (see `starting_point`).
 
         Must terminate promptly when `op` or `w` holds NaN (invalid input is
         flagged by the caller, not replaced).
