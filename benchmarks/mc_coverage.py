@@ -50,7 +50,12 @@ def simulate_coverage(key, reps: int, n: int, m: int = 121, batch_size: int = 8)
             static, data, jnp.ones(n), grid, None, jnp.zeros(n, int), spmle.MixSQP()
         )
         params, result, _, _, aux = _estimation._minimise(
-            problem, params0, optimizer, jnp.asarray(500), problem.warm_start(None)
+            problem,
+            params0,
+            optimizer,
+            jnp.asarray(500),
+            problem.warm_start(None),
+            jnp.asarray(_estimation.GTOL),
         )
         flat, unflatten = _params.flatten(params)
         _, _, hessian = _estimation._derivatives(

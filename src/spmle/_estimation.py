@@ -80,6 +80,12 @@ class AbstractProblem(eqx.Module):
         return self
 
 
+# The optimiser stops once every entry of the mean gradient is below this; Newton
+# steps on the exact Hessian finish from there (at n = 2e5, BFGS needed 38 steps
+# to meet its own test and 29 to meet this one, for the same estimate to 1e-9).
+GTOL = 1e-5
+
+
 def default_optimizer() -> optx.AbstractMinimiser:
     """BFGS on the mean negative log-likelihood, tolerances 1e-8.
 
@@ -91,14 +97,16 @@ def default_optimizer() -> optx.AbstractMinimiser:
 
 
 @eqx.filter_jit
-def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm):
+def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm, gtol):
     """Minimise `-loglik / sum(weights)` from `params0`: `(params, result, steps,
     loglik, aux)`, where `aux` is the problem's auxiliary output at `params`.
 
     Drives the optimistix minimiser through its `init`/`step`/`terminate`
     interface, so that each inner solve starts from the previous one's weights
     (`warm`, from `problem.warm_start`) and `max_steps` is a traced integer: one
-    compiled program serves every call, and `max_steps=0` evaluates `params0`.
+    compiled program serves every call, and `max_steps=0` evaluates `params0`. It
+    also stops once the mean gradient is below `gtol` in every entry (0 turns
+    this test off).
     """
     total_weight = jnp.sum(problem.weights)
 
@@ -126,6 +134,7 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm):
     def cond(carry):
         params, dynamic, warm, steps = carry
         done, result = terminate(params, dynamic, warm)
+        done = done | _gradient_small(eqx.combine(dynamic, static), gtol)
         return ~done & (result == optx.RESULTS.successful) & (steps < max_steps)
 
     def body(carry):
@@ -141,6 +150,7 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm):
         cond, body, (params0, dynamic, warm, jnp.array(0))
     )
     done, result = terminate(params, dynamic, warm)
+    done = done | _gradient_small(eqx.combine(dynamic, static), gtol)
     result = optx.RESULTS.where(
         (result == optx.RESULTS.successful) & ~done,
         optx.RESULTS.nonlinear_max_steps_reached,
@@ -170,6 +180,17 @@ def _scores(problem, flat, unflatten):
     return jax.jacfwd(lambda f: problem.contributions(unflatten(f)))(flat)
 
 
+def _gradient_small(state, gtol):
+    """True once the last accepted point's mean gradient is below `gtol` in every
+    entry, for minimisers whose state records it (the quasi-Newton family)."""
+    grad = getattr(getattr(state, "f_info", None), "grad", None)
+    first = getattr(state, "first_step", None)
+    if grad is None or first is None:
+        return jnp.array(False)
+    largest = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree.leaves(grad)]))
+    return ~first & (largest <= gtol)
+
+
 class Run(NamedTuple):
     """The outcome of `optimise`, handed on to `infer`."""
 
@@ -191,11 +212,13 @@ def optimise(
     starts,
     optimizer,
     max_steps,
-    newton_steps: int = 2,
+    newton_steps: int = 3,
 ) -> Run:
-    """Run the optimiser from `model0` and every further start and keep the best
-    log-likelihood, then polish with Newton steps on the exact Hessian while they
-    are larger than `problem.newton_tol()` and do not lower it."""
+    """Run the optimiser from `model0` and every further start until its own test
+    or the mean gradient test (`GTOL`) stops it, keep the best log-likelihood,
+    then polish with Newton steps on the exact Hessian. If the Newton steps cannot
+    finish (the Hessian is not negative definite there, or a step loses), the
+    optimiser resumes without the gradient test and the polish is tried again."""
     optimizer = default_optimizer() if optimizer is None else optimizer
     best = None
     for start in (model0, *starts):
@@ -206,40 +229,29 @@ def optimise(
             optimizer,
             jnp.asarray(max_steps),
             problem.warm_start(None),
+            jnp.asarray(GTOL),
         )
         value = float(value)
         if best is None or (np.isfinite(value) and value > best[0]):
             best = (value, params, result, int(steps), aux)
     value, params, result, steps, aux = best
     flat, unflatten = _params.flatten(params)
-    at = problem.at_optimum(aux)
-    derivatives = [np.asarray(x) for x in _derivatives(at, flat, unflatten)]
-    for _ in range(newton_steps):
-        _, grad, hessian = derivatives
-        try:
-            factor = np.linalg.cholesky(-hessian)
-        except np.linalg.LinAlgError:
-            break  # not at a maximum: leave it to the Hessian diagnostics
-        step = np.linalg.solve(factor.T, np.linalg.solve(factor, grad))
-        if not np.max(np.abs(step) / (1 + np.abs(flat))) > problem.newton_tol():
-            break
-        candidate = flat + step
-        # The optimiser's program with no steps: an evaluation, compiled once.
-        _, _, _, candidate_value, candidate_aux = _minimise(
+    polished = _polish(problem, optimizer, flat, unflatten, value, aux, newton_steps)
+    if not polished[-1] and steps < max_steps:
+        params, result, more, value, aux = _minimise(
             problem,
-            unflatten(candidate),
+            unflatten(polished[0]),
             optimizer,
-            jnp.asarray(0),
-            problem.warm_start(aux),
+            jnp.asarray(max_steps - steps),
+            problem.warm_start(polished[2]),
+            jnp.asarray(0.0),
         )
-        # Near the maximum the gain (~1e-12) is below the rounding of the value:
-        # accept a step that does not lose more than that rounding.
-        if not float(candidate_value) >= value - 64 * np.finfo(float).eps * abs(value):
-            break
-        flat, value, aux = candidate, float(candidate_value), candidate_aux
-        at = problem.at_optimum(aux)
-        derivatives = [np.asarray(x) for x in _derivatives(at, flat, unflatten)]
-    value, grad, hessian = derivatives
+        steps += int(more)
+        flat = _params.flatten(params)[0]
+        polished = _polish(
+            problem, optimizer, flat, unflatten, float(value), aux, newton_steps
+        )
+    flat, value, aux, at, (value, grad, hessian), _ = polished
     return Run(
         unflatten(flat),
         result,
@@ -254,6 +266,43 @@ def optimise(
     )
 
 
+def _polish(problem, optimizer, flat, unflatten, value, aux, newton_steps):
+    """Newton steps on the exact Hessian while they are larger than
+    `problem.newton_tol()` and do not lower the log-likelihood. Returns
+    `(flat, value, aux, problem at the optimum, derivatives, finished)`."""
+    at = problem.at_optimum(aux)
+    derivatives = [np.asarray(x) for x in _derivatives(at, flat, unflatten)]
+    for _ in range(newton_steps + 1):
+        _, grad, hessian = derivatives
+        try:
+            factor = np.linalg.cholesky(-hessian)
+        except np.linalg.LinAlgError:
+            break  # not at a maximum
+        step = np.linalg.solve(factor.T, np.linalg.solve(factor, grad))
+        if not np.max(np.abs(step) / (1 + np.abs(flat))) > problem.newton_tol():
+            return flat, value, aux, at, derivatives, True
+        if _ == newton_steps:
+            break
+        candidate = flat + step
+        # The optimiser's program with no steps: an evaluation, compiled once.
+        _, _, _, candidate_value, candidate_aux = _minimise(
+            problem,
+            unflatten(candidate),
+            optimizer,
+            jnp.asarray(0),
+            problem.warm_start(aux),
+            jnp.asarray(0.0),
+        )
+        # Near the maximum the gain (~1e-12) is below the rounding of the value:
+        # accept a step that does not lose more than that rounding.
+        if not float(candidate_value) >= value - 64 * np.finfo(float).eps * abs(value):
+            break
+        flat, value, aux = candidate, float(candidate_value), candidate_aux
+        at = problem.at_optimum(aux)
+        derivatives = [np.asarray(x) for x in _derivatives(at, flat, unflatten)]
+    return flat, value, aux, at, derivatives, False
+
+
 @eqx.filter_jit
 def _bootstrap_draws(
     problem, params, warm, optimizer, max_steps, multipliers, batch_size
@@ -265,6 +314,7 @@ def _bootstrap_draws(
             optimizer,
             max_steps,
             warm,
+            jnp.asarray(GTOL),
         )
         return _params.flatten(fitted)[0], result == optx.RESULTS.successful
 
