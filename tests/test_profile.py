@@ -302,3 +302,17 @@ def test_chunked_derivatives_at_the_optimum(setup, monkeypatch):
     np.testing.assert_allclose(out[1], grad, rtol=1e-10, atol=1e-10 * abs(grad).max())
     scale = np.abs(hessian).max()
     np.testing.assert_allclose(out[2], hessian, rtol=1e-10, atol=1e-10 * scale)
+
+
+def test_linear_factor_log_cond_lik_is_the_normal_density(setup):
+    from scipy.stats import norm
+
+    model, data, _, _ = setup
+    y = np.asarray(data["outcomes"])
+    loadings = np.asarray(model.all_loadings())
+    sigma = np.exp(np.asarray(model.log_sigma))
+    v = np.asarray(GRID)
+    expected = norm.logpdf(y[:, None, :], v[None, :, None] * loadings, sigma).sum(
+        axis=2
+    )
+    np.testing.assert_allclose(model.log_cond_lik(data, GRID), expected, rtol=1e-12)

@@ -38,18 +38,20 @@ class LinearFactor(AbstractModel):
         y = data["outcomes"]
         loadings = self.all_loadings()
         precision = jnp.exp(-2.0 * self.log_sigma)
-        # Expand sum_t (y_t - lambda_t v)^2 / sigma_t^2 = a - 2 b v + c v^2 and
-        # write it as one (n, 3) @ (3, m) product: no (n, T, m) array, and its
-        # reverse pass is a matrix product too (a broadcast-and-sum would make
-        # XLA materialise an (n, m) broadcast of the support).
+        # Expand -0.5 sum_t (y_t - lambda_t v)^2 / sigma_t^2 - const as
+        # -0.5 a + b v - 0.5 c v^2 - const and write it as one (n, 3) @ (3, m)
+        # product: no (n, T, m) array, no second (n, m) pass for the constants, and
+        # a reverse pass that is a matrix product too (a broadcast-and-sum would
+        # make XLA materialise an (n, m) broadcast of the support).
         v = support
-        per_row = jnp.stack([(y**2) @ precision, y @ (loadings * precision)], axis=1)
-        per_row = jnp.concatenate([per_row, jnp.ones_like(per_row[:, :1])], axis=1)
+        per_row = jnp.stack(
+            [(y**2) @ precision, y @ (loadings * precision), jnp.ones_like(y[:, 0])],
+            axis=1,
+        )
         c = jnp.sum(loadings**2 * precision)
-        per_point = jnp.stack([jnp.ones_like(v), -2.0 * v, c * v**2])
-        quadratic = per_row @ per_point
         constant = jnp.sum(self.log_sigma) + 0.5 * y.shape[1] * jnp.log(2 * jnp.pi)
-        return -0.5 * quadratic - constant
+        per_point = jnp.stack([jnp.full_like(v, -0.5), v, -0.5 * c * v**2 - constant])
+        return per_row @ per_point
 
     def simulate(
         self,
