@@ -74,6 +74,11 @@ class DenseLikelihood(AbstractLikelihoodOperator):
         return weighted_gram(self.matrix, d, single_precision=single_precision)
 
 
+# Rows per block of `weighted_gram`: the weighted copy of the matrix is built one
+# block at a time (about 10 MB), never whole (n, k).
+_GRAM_ROWS = 2**15
+
+
 def weighted_gram(
     matrix: Float[Array, "n k"],
     d: Float[Array, " n"],
@@ -84,13 +89,31 @@ def weighted_gram(
 
     With `single_precision`, the product runs in float32 on `matrix * sqrt(d / max d)`
     (2-3x faster on CPU) and is rescaled in float64: about 1e-7 relative accuracy,
-    enough for a curvature that only steers the search.
+    enough for a curvature that only steers the search. The weighted copy is made
+    in blocks of rows, so memory stays O(k^2) beyond the matrix itself.
     """
     contract = (((0,), (0,)), ((), ()))
     if d is None:  # the plain Gram matrix, without an (n, k) weighted copy
         return jax.lax.dot_general(matrix, matrix, contract)
-    if not single_precision:
-        return jax.lax.dot_general(matrix * d[:, None], matrix, contract)
     scale = jnp.maximum(jnp.max(d), jnp.finfo(d.dtype).tiny)
-    root = (matrix * jnp.sqrt(d / scale)[:, None]).astype(jnp.float32)
-    return jax.lax.dot_general(root, root, contract).astype(d.dtype) * scale
+
+    def block(rows, d_rows):
+        if not single_precision:
+            return jax.lax.dot_general(rows * d_rows[:, None], rows, contract)
+        root = (rows * jnp.sqrt(d_rows / scale)[:, None]).astype(jnp.float32)
+        return jax.lax.dot_general(root, root, contract).astype(d.dtype) * scale
+
+    n, k = matrix.shape
+    full = n // _GRAM_ROWS
+    if full <= 1:
+        return block(matrix, d)
+
+    def add(j, total):
+        start = j * _GRAM_ROWS
+        rows = jax.lax.dynamic_slice_in_dim(matrix, start, _GRAM_ROWS)
+        return total + block(rows, jax.lax.dynamic_slice_in_dim(d, start, _GRAM_ROWS))
+
+    total = jax.lax.fori_loop(0, full, add, jnp.zeros((k, k), d.dtype))
+    if n % _GRAM_ROWS:
+        total = total + block(matrix[full * _GRAM_ROWS :], d[full * _GRAM_ROWS :])
+    return total
