@@ -200,9 +200,8 @@ class MixSQP(AbstractNPMLESolver):
                 max_steps=self.max_qp_steps,
             )
             direction = y - s.x
-            alpha, accepted = self._line_search(
-                w, s.u, s.d, direction, op.mv(direction)
-            )
+            a_direction = op.mv(direction)
+            alpha, accepted = self._line_search(w, s.u, s.d, direction, a_direction)
             # A rejected step is replaced by an EM step (x d sums to one and never
             # lowers the likelihood) and the curvature becomes exact; two rejected
             # exact steps in a row are stagnation.
@@ -210,8 +209,15 @@ class MixSQP(AbstractNPMLESolver):
             x = jnp.where(accepted, s.x + alpha * direction, fallback)
             # Rescaling to sum 1 never increases phi (phi(cx) is minimised at
             # c = 1/sum x), and keeps the iterate on the simplex.
-            x = x / jnp.sum(x)
-            d, u = likelihood_ratios(op, x, w)
+            total = jnp.sum(x)
+            x = x / total
+            # After an accepted step A x is known without another pass over A.
+            u = jax.lax.cond(
+                accepted,
+                lambda: (s.u + alpha * a_direction) / total,
+                lambda: op.mv(x),
+            )
+            d = op.rmv(w / u)
             rejected_exact = ~accepted & s.exact
             return _State(
                 x=x,
