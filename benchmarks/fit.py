@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """The LinearFactor fit end to end: `spmle.fit` from the spmlex README's start.
 
-Run on demand (not a test): `python benchmarks/fit.py [--n 2e3 2e4 2e5 1e6]`.
+Run on demand (not a test):
+`python benchmarks/fit.py [--n 2e3 2e4 2e5 1e6] [--cache]`.
 
 Each n runs in a fresh process (so that peak RSS is its own): simulate the README
 design, then `spmle.fit` twice on the same data: "first" includes tracing and
@@ -15,13 +16,17 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 
-def _case(n: int) -> dict:
+def _case(n: int, cache: str | None = None) -> dict:
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    if cache:  # JAX's persistent compilation cache, for the "cached" column
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     sys.path.insert(
         0, str(__import__("pathlib").Path(__file__).parents[1] / "examples")
     )
@@ -51,26 +56,45 @@ def _case(n: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", nargs="+", type=float, default=[2e3, 2e4, 2e5, 1e6])
+    parser.add_argument(
+        "--cache",
+        action="store_true",
+        help="also time the first call in a fresh process whose persistent "
+        "compilation cache an earlier process filled",
+    )
     parser.add_argument("--case", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(_case(int(args.case))))
+        print(json.dumps(_case(int(args.case), args.cache_dir)))
         return
     print(
         f"{'n':>9} {'first (s)':>10} {'warm (s)':>9} {'steps':>6} {'conv':>5} "
         f"{'RSS (GB)':>9}  estimates (loadings, log sigma)"
     )
     for n in args.n:
-        proc = subprocess.run(
-            [sys.executable, __file__, "--case", str(n)], capture_output=True, text=True
-        )
+        with tempfile.TemporaryDirectory() as cache:
+            command = [sys.executable, __file__, "--case", str(n)]
+            if args.cache:
+                command += ["--cache-dir", cache]
+            proc = subprocess.run(command, capture_output=True, text=True)
+            cached = None
+            if args.cache and proc.returncode == 0:
+                again = subprocess.run(command, capture_output=True, text=True)
+                cached = json.loads(again.stdout.strip().splitlines()[-1])["first"]
         if proc.returncode != 0:
             print(f"{int(n):>9} error: {proc.stderr.strip()[-300:]}")
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
+        extra = (
+            ""
+            if cached is None
+            else f"  (first call with a filled cache: {cached:.2f} s)"
+        )
         print(
             f"{r['n']:>9} {r['first']:>10.2f} {r['warm']:>9.2f} {r['steps']:>6} "
-            f"{str(r['converged']):>5} {r['peak_rss_gb']:>9.2f}  {r['estimates']}",
+            f"{str(r['converged']):>5} {r['peak_rss_gb']:>9.2f}  {r['estimates']}"
+            + extra,
             flush=True,
         )
     print(f"{2000:>9} {8.0:>10.2f} {4.4:>9.2f}   spmlex (reference; n = 2e4 > 600 s)")
