@@ -19,8 +19,9 @@ likelihood matrix, give the exact profile Hessian with memory independent of n.
 
 import jax
 import jax.numpy as jnp
-import lineax as lx
 from jaxtyping import Array, Float, Int
+
+from .inner._implicit import weight_response
 
 
 # Rows per chunk times grid points: about 4 MB per (chunk, m) float64 slice.
@@ -114,7 +115,7 @@ def profile_derivatives(
     # Groups in sequence: one small SVD each (see `profile.map_groups` on batched
     # LAPACK calls on CPU).
     response = jax.lax.map(
-        lambda args: _weight_response(*args),
+        lambda args: weight_response(*args),
         (probs, curvature, jnp.moveaxis(change, 0, 2)),
     )  # (G, m, k)
 
@@ -135,24 +136,3 @@ def profile_derivatives(
 
     hessian, _ = jax.lax.scan(second_pass, jnp.zeros((k, k), flat.dtype), chunks)
     return value, grad, (hessian + hessian.T) / 2
-
-
-def _weight_response(probs, curvature, change):
-    """`P = dp*/dtheta` (m, k) of one group from the bordered KKT system."""
-    support = probs > 0
-    m = probs.shape[0]
-    both = support[:, None] & support[None, :]
-    block = jnp.where(both, curvature, 0.0) + jnp.diag(jnp.where(support, 0.0, 1.0))
-    border = support.astype(probs.dtype)
-    bordered = jnp.zeros((m + 1, m + 1), probs.dtype)
-    bordered = (
-        bordered.at[:m, :m].set(block).at[:m, m].set(border).at[m, :m].set(border)
-    )
-    rhs = jnp.concatenate(
-        [jnp.where(support[:, None], change, 0.0), jnp.zeros((1, change.shape[1]))]
-    )
-    operator = lx.MatrixLinearOperator(bordered, lx.symmetric_tag)
-    solve = jax.vmap(
-        lambda b: lx.linear_solve(operator, b, lx.SVD()).value, in_axes=1, out_axes=1
-    )
-    return jnp.where(support[:, None], solve(rhs)[:m], 0.0)

@@ -11,11 +11,12 @@ derivatives) is exact too, and no derivative ever runs through solver iterations
 """
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, Float
 
-from ._operator import DenseLikelihood
+from ._operator import DenseLikelihood, weighted_gram
 
 
 @eqx.filter_custom_jvp
@@ -50,7 +51,7 @@ def optimum_tangents(log_lik, weights, probs, t_log_lik, t_weights):
     w = weights / total
     u = op.mv(probs)
     ratio = op.matrix / u[:, None]  # A_ik / u_i = exp(l_ik) / sum_j exp(l_ij) p_j
-    curvature = (ratio * w[:, None]).T @ ratio
+    curvature = weighted_gram(ratio, w)
     change = jnp.zeros_like(probs)
     t_loglik = jnp.zeros((), probs.dtype)
     if t_log_lik is not None:
@@ -65,6 +66,17 @@ def optimum_tangents(log_lik, weights, probs, t_log_lik, t_weights):
         t_w = t_weights / total - w * jnp.sum(t_weights) / total
         change = change + t_w @ ratio
         t_loglik = t_loglik + jnp.dot(t_weights, row_max + jnp.log(u))
+    return weight_response(probs, curvature, change), t_loglik
+
+
+def weight_response(
+    probs: Float[Array, " m"],
+    curvature: Float[Array, "m m"],
+    change: Float[Array, "m *k"],
+) -> Float[Array, "m *k"]:
+    """`dp` from the bordered KKT system `[[H_SS, 1], [1', 0]] [dp_S; dnu] =
+    [dd_S; 0]` on the support `S = {k : p_k > 0}` (zero off it), for one or k
+    right-hand sides `dd = change`."""
     support = probs > 0
     m = probs.shape[0]
     both = support[:, None] & support[None, :]
@@ -74,9 +86,15 @@ def optimum_tangents(log_lik, weights, probs, t_log_lik, t_weights):
     bordered = (
         bordered.at[:m, :m].set(block).at[:m, m].set(border).at[m, :m].set(border)
     )
-    rhs = jnp.concatenate([jnp.where(support, change, 0.0), jnp.zeros(1)])
     # Neighbouring support points that share one atom make H_SS nearly singular:
     # the SVD gives the minimum-norm solution instead of blowing up.
     operator = lx.MatrixLinearOperator(bordered, lx.symmetric_tag)
-    solution = lx.linear_solve(operator, rhs, lx.SVD()).value
-    return jnp.where(support, solution[:m], 0.0), t_loglik
+
+    def solve(rhs):
+        rhs = jnp.concatenate([jnp.where(support, rhs, 0.0), jnp.zeros(1)])
+        solution = lx.linear_solve(operator, rhs, lx.SVD()).value
+        return jnp.where(support, solution[:m], 0.0)
+
+    if change.ndim == 1:
+        return solve(change)
+    return jax.vmap(solve, in_axes=1, out_axes=1)(change)
