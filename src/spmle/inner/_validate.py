@@ -1,5 +1,6 @@
 """Input checks for the NPMLE: eager messages that name rows, traced flags otherwise."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -33,22 +34,29 @@ def _rows(mask: np.ndarray, limit: int = 5) -> str:
     return f"row{'s' if rows.size > 1 else ''} {shown}{more}"
 
 
+@jax.jit
+def _row_flags(log_lik):
+    # Compiled: no (n, m) temporaries beside the matrix, one pass over it.
+    return (
+        jnp.any(jnp.isnan(log_lik), axis=1),
+        jnp.any(log_lik == jnp.inf, axis=1),
+        jnp.all(log_lik == -jnp.inf, axis=1),
+    )
+
+
 def check_values_eagerly(log_lik, weights, name: str = "log_lik") -> None:
     """Raise a `ValueError` naming the offending rows; no-op when traced."""
     if not is_concrete(log_lik, weights):
         return
-    L = np.asarray(log_lik)
+    nan_rows, posinf_rows, dead_rows = (np.asarray(x) for x in _row_flags(log_lik))
     w = np.asarray(weights)
-    nan_rows = np.isnan(L).any(axis=1)
     if nan_rows.any():
         raise ValueError(f"`{name}` has NaN entries in {_rows(nan_rows)}.")
-    posinf_rows = np.isposinf(L).any(axis=1)
     if posinf_rows.any():
         raise ValueError(
             f"`{name}` has +inf entries in {_rows(posinf_rows)}: a likelihood must "
             "be finite."
         )
-    dead_rows = np.isneginf(L).all(axis=1)
     if dead_rows.any():
         raise ValueError(
             f"`{name}` is -inf on the whole grid in {_rows(dead_rows)}: no support "
