@@ -205,27 +205,23 @@ def _groups_at_optimum_jvp(primals, tangents):
     log_lik, weights, probs, groups = primals
     t_log_lik, t_weights, _, _ = tangents
     probs, loglik = groups_at_optimum(log_lik, weights, probs, groups)
+    if groups is None:
+        out = optimum_tangents(log_lik, weights, probs[0], t_log_lik, t_weights)
+        t_probs, t_loglik = jax.tree.map(lambda x: x[None], out)
+        return (probs, loglik), (t_probs, t_loglik)
     # Zero tangents stand in for absent ones: the map needs arrays.
     t_log_lik = jnp.zeros_like(log_lik) if t_log_lik is None else t_log_lik
     t_weights = jnp.zeros_like(weights) if t_weights is None else t_weights
-
-    def one(log_lik, weights, probs, t_log_lik, t_weights):
-        return optimum_tangents(log_lik, weights, probs, t_log_lik, t_weights)
-
-    if groups is None:
-        out = one(log_lik, weights, probs[0], t_log_lik, t_weights)
-        t_probs, t_loglik = jax.tree.map(lambda x: x[None], out)
-    else:
-        grouped_t_weights = jnp.where(groups.mask, t_weights[groups.index], 0.0)
-        t_probs, t_loglik = map_groups(
-            lambda L, w, p, index, t_w: one(L, w, p, t_log_lik[index], t_w),
-            log_lik,
-            weights,
-            groups,
-            probs,
-            groups.index,
-            grouped_t_weights,
-        )
+    grouped_t_weights = jnp.where(groups.mask, t_weights[groups.index], 0.0)
+    t_probs, t_loglik = map_groups(
+        lambda L, w, p, index, t_w: optimum_tangents(L, w, p, t_log_lik[index], t_w),
+        log_lik,
+        weights,
+        groups,
+        probs,
+        groups.index,
+        grouped_t_weights,
+    )
     return (probs, loglik), (t_probs, t_loglik)
 
 
