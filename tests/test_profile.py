@@ -290,7 +290,7 @@ def test_chunked_derivatives_at_the_optimum(setup, monkeypatch):
     grad = jax.grad(lambda t: f(t)[0])(theta)
     # 7 rows per chunk: many chunks, the last one padded.
     monkeypatch.setattr(_profile_derivatives, "_CHUNK_ENTRIES", 7 * GRID.size)
-    out = jax.jit(_profile_derivatives.profile_derivatives, static_argnums=0)(
+    out = jax.jit(_profile_derivatives.chunked_derivatives, static_argnums=0)(
         lambda t, d: _with_theta(model, t).log_cond_lik(d, GRID),
         theta,
         data,
@@ -316,3 +316,27 @@ def test_linear_factor_log_cond_lik_is_the_normal_density(setup):
         axis=2
     )
     np.testing.assert_allclose(model.log_cond_lik(data, GRID), expected, rtol=1e-12)
+
+
+def test_public_profile_derivatives(setup):
+    model, data, groups, weights = setup
+    f = _value_theta(setup, groups=spmle.Groups.from_labels(groups), weights=weights)
+    theta = _theta(model)
+    out = spmle.profile_derivatives(
+        model, data, GRID, groups=groups, weights=weights, solver=TIGHT
+    )
+    assert out.names == [
+        "loadings[0]",
+        "loadings[1]",
+        "log_sigma[0]",
+        "log_sigma[1]",
+        "log_sigma[2]",
+    ]
+    assert float(out.value) == pytest.approx(float(f(theta)), rel=1e-12)
+    grad = jax.grad(f)(theta)
+    np.testing.assert_allclose(
+        out.gradient, grad, rtol=1e-8, atol=1e-8 * abs(grad).max()
+    )
+    hessian = jax.jacfwd(jax.grad(f))(theta)
+    scale = np.abs(hessian).max()
+    np.testing.assert_allclose(out.hessian, hessian, rtol=1e-8, atol=1e-8 * scale)

@@ -1,6 +1,10 @@
 """spmle: semiparametric maximum likelihood in JAX."""
 
 from . import compat as compat, models as models, simulate as simulate
+from ._profile_derivatives import (
+    ProfileDerivatives as ProfileDerivatives,
+    profile_derivatives as profile_derivatives,
+)
 from ._status import RESULTS as RESULTS
 from ._warnings import (
     ConvergenceWarning as ConvergenceWarning,

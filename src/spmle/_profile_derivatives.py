@@ -17,11 +17,19 @@ So two passes over chunks of rows, each holding only a (chunk, m) slice of the
 likelihood matrix, give the exact profile Hessian with memory independent of n.
 """
 
+from typing import NamedTuple
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from . import _params
+from ._x64 import as_weights, require_x64
+from .inner import AbstractNPMLESolver, MixSQP
 from .inner._implicit import weight_response
+from .model import AbstractModel, as_data, as_support, nobs
+from .profile import ProfileInfo, as_groups, profile_loglik
 
 
 # Rows per chunk times grid points: about 4 MB per (chunk, m) float64 slice.
@@ -48,7 +56,7 @@ def _ratios(log_lik, probs_rows):
     return row_max, matrix, jnp.sum(matrix * probs_rows, axis=1)
 
 
-def profile_derivatives(
+def chunked_derivatives(
     log_lik_fn,
     flat: Float[Array, " k"],
     data,
@@ -136,3 +144,80 @@ def profile_derivatives(
 
     hessian, _ = jax.lax.scan(second_pass, jnp.zeros((k, k), flat.dtype), chunks)
     return value, grad, (hessian + hessian.T) / 2
+
+
+class ProfileDerivatives(NamedTuple):
+    """The outcome of `spmle.profile_derivatives`.
+
+    Attributes:
+        value: () the profile log-likelihood `L*`.
+        gradient: (k,) its gradient in the flattened parameters.
+        hessian: (k, k) its Hessian (the profile Hessian `C - B' H^-1 B`).
+        names: the k parameter names, as in `spmle.fit`'s `params`.
+        info: the `ProfileInfo` of the inner solves.
+    """
+
+    value: Float[Array, ""]
+    gradient: Float[Array, " k"]
+    hessian: Float[Array, "k k"]
+    names: list[str]
+    info: ProfileInfo
+
+
+@eqx.filter_jit
+def _at_optimum(static, unflatten, flat, data, points, weights, labels, probs):
+    def log_lik_fn(flat, data):
+        return eqx.combine(unflatten(flat), static).log_cond_lik(data, points)
+
+    return chunked_derivatives(log_lik_fn, flat, data, weights, labels, probs)
+
+
+def profile_derivatives(
+    model: AbstractModel,
+    data,
+    support,
+    *,
+    groups=None,
+    weights: Float[Array, " n"] | None = None,
+    solver: AbstractNPMLESolver = MixSQP(),
+) -> ProfileDerivatives:
+    """Value, gradient and Hessian of the profile log-likelihood, in chunks of rows.
+
+    The same numbers as `jax.value_and_grad` and `jax.hessian` of
+    `profile_loglik` in the model's parameters (flattened as in `spmle.fit`), but
+    after the inner solves only (n / chunk) slices of the likelihood matrix are
+    alive at a time, so memory does not grow with n. This is what `spmle.fit` uses
+    at the estimate.
+
+    Args: as for `spmle.profile_loglik` (an uncertified inner solve raises).
+
+    Returns:
+        A `ProfileDerivatives` with `value`, `gradient` (k,), `hessian` (k, k),
+        `names` and the inner solves' `info`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, spmle
+        >>> jax.config.update("jax_enable_x64", True)
+        >>> model = spmle.models.LinearFactor(jnp.array([1.5, 0.3]), jnp.zeros(3))
+        >>> data = model.simulate(jax.random.key(0), jnp.array([-3.0, 0.0, 5.0]),
+        ...                       jnp.array([0.3, 0.5, 0.2]), 500)
+        >>> out = spmle.profile_derivatives(model, data, jnp.linspace(-6, 6, 75))
+        >>> out.hessian.shape, out.names[0]
+        ((5, 5), 'loadings[0]')
+    """
+    require_x64()
+    data = as_data(data)
+    n = nobs(data)
+    points = as_support(support)
+    groups = as_groups(groups)
+    weights = as_weights(weights, n, "data")
+    _, info = profile_loglik(
+        model, data, points, groups=groups, weights=weights, solver=solver
+    )
+    params, static = _params.split(model)
+    flat, unflatten = _params.flatten(params)
+    labels = jnp.zeros(n, int) if groups is None else groups.labels()
+    value, gradient, hessian = _at_optimum(
+        static, unflatten, flat, data, points, weights, labels, info.probs
+    )
+    return ProfileDerivatives(value, gradient, hessian, _params.names(params), info)

@@ -11,7 +11,7 @@ from jaxtyping import Array, Float, Int
 
 from . import _params
 from ._estimation import AbstractProblem, infer, optimise
-from ._profile_derivatives import profile_derivatives
+from ._profile_derivatives import chunked_derivatives
 from ._status import RESULTS
 from ._warnings import GridWarning
 from ._x64 import as_weights, require_x64
@@ -56,7 +56,7 @@ class _Profile(AbstractProblem):
             return self.model(unflatten(flat)).log_cond_lik(data, self.points)
 
         # In row chunks: memory independent of n (see `_profile_derivatives`).
-        return profile_derivatives(
+        return chunked_derivatives(
             log_lik_fn, flat, self.data, self.weights, self.labels, self.optimum
         )
 

@@ -67,7 +67,7 @@ def checked_log_lik(model, data, points, weights) -> Float[Array, "n m"]:
     return log_lik
 
 
-def _as_groups(groups) -> Groups | None:
+def as_groups(groups) -> Groups | None:
     if groups is None or isinstance(groups, Groups):
         return groups
     return Groups.from_labels(groups)
@@ -124,7 +124,7 @@ def profile_loglik(
     data = as_data(data)
     n = nobs(data)
     points = as_support(support)
-    groups = _as_groups(groups)
+    groups = as_groups(groups)
     weights = as_weights(weights, n, "data")
     log_lik = checked_log_lik(model, data, points, weights)
 
