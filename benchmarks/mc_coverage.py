@@ -11,10 +11,10 @@ profile likelihood from a common start on a grid of m evenly spaced points on
 mapped in batches inside one compiled program. Prints, per parameter, the
 coverage, the mean standard error, the Monte Carlo standard deviation and the bias.
 
-The default grid is the spmlex README's (m = 75); with m = 121 (spacing 0.1) it
-contains the true atoms. The noise scales come out biased downward either way
-(log_sigma[1] by about -0.7 standard errors at n = 1000 with m = 121 or m = 75),
-which puts its coverage near 0.89: see benchmarks/README.md.
+The default grid is the spmlex README's (m = 75); m = 121 or m = 25 put the true
+atoms on the grid. The noise scales come out biased downward on every grid
+(log_sigma[1] by about -0.75 standard errors at n = 1000), which puts its
+coverage near 0.89: see benchmarks/README.md.
 """
 
 import argparse
