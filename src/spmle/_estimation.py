@@ -129,12 +129,12 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm, gto
         finite = jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)])
         )
+        done = done | _gradient_small(state, gtol)
         return done, optx.RESULTS.where(finite, result, optx.RESULTS.nonfinite)
 
     def cond(carry):
         params, dynamic, warm, steps = carry
         done, result = terminate(params, dynamic, warm)
-        done = done | _gradient_small(eqx.combine(dynamic, static), gtol)
         return ~done & (result == optx.RESULTS.successful) & (steps < max_steps)
 
     def body(carry):
@@ -150,7 +150,6 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm, gto
         cond, body, (params0, dynamic, warm, jnp.array(0))
     )
     done, result = terminate(params, dynamic, warm)
-    done = done | _gradient_small(eqx.combine(dynamic, static), gtol)
     result = optx.RESULTS.where(
         (result == optx.RESULTS.successful) & ~done,
         optx.RESULTS.nonlinear_max_steps_reached,
