@@ -210,28 +210,6 @@ def test_optimiser_resumes_when_newton_cannot_finish(fitted, monkeypatch):
     np.testing.assert_allclose(resumed.params, res.params, rtol=1e-7, atol=1e-9)
 
 
-def test_optimiser_objective_has_the_profile_value_and_gradient(fitted):
-    """The optimiser's objective attaches the envelope gradient to the value; it
-    must equal `profile_loglik`'s value and gradient (groups and weights too)."""
-    from spmle import _params
-
-    _, data, _ = fitted
-    groups = spmle.Groups.from_labels(np.r_[np.zeros(500, int), np.ones(500, int)])
-    weights = jnp.linspace(0.5, 1.5, 1000)
-    params, static = _params.split(START)
-    problem = sys.modules["spmle.fit"]._Profile(
-        static, data, weights, GRID.points, groups, groups.labels(), spmle.MixSQP()
-    )
-    value, info = problem.objective(params)
-    expected = problem.loglik(params)[0]
-    assert float(value) == pytest.approx(float(expected), rel=1e-13)
-    grad = jax.grad(lambda p: problem.objective(p)[0])(params)
-    reference = jax.grad(lambda p: problem.loglik(p)[0])(params)
-    for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(reference), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-8)
-    assert info.probs.shape == (2, GRID.size)
-
-
 def test_example_runs(capsys, fitted):
     res, delta = example.main(n=1000)
     out = capsys.readouterr().out

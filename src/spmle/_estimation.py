@@ -43,11 +43,6 @@ class AbstractProblem(eqx.Module):
         """The total log-likelihood and auxiliary output; `warm` (from
         `warm_start`) may speed up an inner optimisation, never change it."""
 
-    def objective(self, params, warm=None):
-        """What the optimiser maximises: `loglik`, whose first derivatives are all
-        it needs (a problem may make those cheaper to linearise)."""
-        return self.loglik(params, warm)
-
     def warm_start(self, aux):
         """The `warm` argument of `loglik` near the point whose aux is `aux`;
         `aux=None` gives the placeholder for a cold start."""
@@ -116,7 +111,7 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm, gto
     total_weight = jnp.sum(problem.weights)
 
     def objective(params, warm):
-        value, aux = problem.objective(params, warm)
+        value, aux = problem.loglik(params, warm)
         return -value / total_weight, aux
 
     options, tags = {}, frozenset()
@@ -160,7 +155,7 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm, gto
         optx.RESULTS.nonlinear_max_steps_reached,
         result,
     )
-    value, aux = problem.objective(params, warm)
+    value, aux = problem.loglik(params, warm)
     params, aux, _ = optimizer.postprocess(
         objective,
         params,

@@ -18,13 +18,7 @@ from ._x64 import as_weights, require_x64
 from .inner import AbstractNPMLESolver, MixSQP
 from .mixing import MixingDistribution
 from .model import AbstractModel, Groups, as_data, as_support, nobs
-from .profile import (
-    ProfileInfo,
-    checked_log_lik,
-    groups_at_optimum,
-    profile_loglik,
-    solve_groups,
-)
+from .profile import checked_log_lik, groups_at_optimum, profile_loglik, solve_groups
 from .results import Results
 
 
@@ -53,42 +47,6 @@ class _Profile(AbstractProblem):
                 init=warm,
             )
         return jnp.sum(self._optimal(params)[2]), None
-
-    def objective(self, params, warm=None):
-        """`loglik` for the optimiser: exact value and gradient, no higher
-        derivatives. The envelope gradient is computed in the forward pass (one
-        pullback through `log_cond_lik` at the posterior weights) and attached to
-        the value, so a linearisation keeps a (k,) gradient, not (n, m) residuals.
-        """
-        fixed = jax.lax.stop_gradient(params)
-        log_lik, pullback = jax.vjp(
-            lambda p: self.model(p).log_cond_lik(self.data, self.points), fixed
-        )
-        sols = solve_groups(log_lik, self.weights, self.groups, self.solver, warm)
-        rows = sols.probs[0] if self.groups is None else sols.probs[self.labels]
-        row_max = jnp.max(log_lik, axis=1)
-        matrix = jnp.exp(log_lik - row_max[:, None])
-        mixture = jnp.sum(matrix * rows, axis=1)
-        value = jnp.dot(self.weights, row_max + jnp.log(mixture))
-        (grad,) = pullback((self.weights / mixture)[:, None] * matrix * rows)
-        attached = value + sum(
-            jnp.vdot(p - f, g)
-            for p, f, g in zip(
-                jax.tree.leaves(params),
-                jax.tree.leaves(fixed),
-                jax.tree.leaves(grad),
-                strict=True,
-            )
-        )
-        info = ProfileInfo(
-            probs=sols.probs,
-            loglik=sols.loglik,
-            result=sols.result,
-            num_steps=sols.num_steps,
-            kkt_violation=sols.kkt_violation,
-            kkt_support_residual=sols.kkt_support_residual,
-        )
-        return attached, info
 
     def derivatives(self, flat, unflatten):
         if self.optimum is None:
