@@ -236,13 +236,13 @@ def optimise(
     value, params, result, steps, aux = best
     flat, unflatten = _params.flatten(params)
     polished = _polish(problem, optimizer, flat, unflatten, value, aux, newton_steps)
-    if not polished[-1] and steps < max_steps:
+    if not polished.finished and steps < max_steps:
         params, result, more, value, aux = _minimise(
             problem,
-            unflatten(polished[0]),
+            unflatten(polished.flat),
             optimizer,
             jnp.asarray(max_steps - steps),
-            problem.warm_start(polished[2]),
+            problem.warm_start(polished.aux),
             jnp.asarray(0.0),
         )
         steps += int(more)
@@ -250,28 +250,36 @@ def optimise(
         polished = _polish(
             problem, optimizer, flat, unflatten, float(value), aux, newton_steps
         )
-    flat, value, aux, at, (value, grad, hessian), _ = polished
+    value, grad, hessian = polished.derivatives
     return Run(
-        unflatten(flat),
+        unflatten(polished.flat),
         result,
         steps,
         optimizer,
         max_steps,
-        aux,
-        at,
+        polished.aux,
+        polished.problem,
         float(value),
         grad,
         hessian,
     )
 
 
+class _Polished(NamedTuple):
+    flat: np.ndarray
+    value: float
+    aux: Any
+    problem: AbstractProblem  # at the optimum
+    derivatives: list  # value, gradient, Hessian at `flat`
+    finished: bool  # the last Newton step was below `newton_tol`
+
+
 def _polish(problem, optimizer, flat, unflatten, value, aux, newton_steps):
     """Newton steps on the exact Hessian while they are larger than
-    `problem.newton_tol()` and do not lower the log-likelihood. Returns
-    `(flat, value, aux, problem at the optimum, derivatives, finished)`."""
+    `problem.newton_tol()` and do not lower the log-likelihood."""
     at = problem.at_optimum(aux)
     derivatives = [np.asarray(x) for x in _derivatives(at, flat, unflatten)]
-    for _ in range(newton_steps + 1):
+    for taken in range(newton_steps + 1):
         _, grad, hessian = derivatives
         try:
             factor = np.linalg.cholesky(-hessian)
@@ -279,8 +287,8 @@ def _polish(problem, optimizer, flat, unflatten, value, aux, newton_steps):
             break  # not at a maximum
         step = np.linalg.solve(factor.T, np.linalg.solve(factor, grad))
         if not np.max(np.abs(step) / (1 + np.abs(flat))) > problem.newton_tol():
-            return flat, value, aux, at, derivatives, True
-        if _ == newton_steps:
+            return _Polished(flat, value, aux, at, derivatives, True)
+        if taken == newton_steps:
             break
         candidate = flat + step
         # The optimiser's program with no steps: an evaluation, compiled once.
@@ -299,7 +307,7 @@ def _polish(problem, optimizer, flat, unflatten, value, aux, newton_steps):
         flat, value, aux = candidate, float(candidate_value), candidate_aux
         at = problem.at_optimum(aux)
         derivatives = [np.asarray(x) for x in _derivatives(at, flat, unflatten)]
-    return flat, value, aux, at, derivatives, False
+    return _Polished(flat, value, aux, at, derivatives, False)
 
 
 @eqx.filter_jit

@@ -25,11 +25,11 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from . import _params
-from ._x64 import as_weights, require_x64
-from .inner import AbstractNPMLESolver, MixSQP
+from .inner import AbstractNPMLESolver, DenseLikelihood, MixSQP
 from .inner._implicit import weight_response
-from .model import AbstractModel, as_data, as_support, nobs
-from .profile import ProfileInfo, as_groups, profile_loglik
+from .inner._operator import weighted_gram
+from .model import AbstractModel
+from .profile import ProfileInfo, prepare_inputs, profile_loglik
 
 
 # Rows per chunk times grid points: about 4 MB per (chunk, m) float64 slice.
@@ -51,9 +51,8 @@ def _chunked(tree, size: int):
 
 def _ratios(log_lik, probs_rows):
     """`(row_max, A, u)`: row-shifted likelihoods and mixture likelihoods."""
-    row_max = jax.lax.stop_gradient(jnp.max(log_lik, axis=1))
-    matrix = jnp.exp(log_lik - row_max[:, None])
-    return row_max, matrix, jnp.sum(matrix * probs_rows, axis=1)
+    op, row_max = DenseLikelihood.from_log_lik(log_lik)
+    return row_max, op.matrix, jnp.sum(op.matrix * probs_rows, axis=1)
 
 
 def chunked_derivatives(
@@ -107,7 +106,7 @@ def chunked_derivatives(
 
         ratio = ratio_sums(flat)[1]
         change = jax.lax.map(directional, jnp.eye(k))  # (k, G, m)
-        curvature = jax.vmap(lambda g: (ratio * g[:, None]).T @ ratio, in_axes=1)(
+        curvature = jax.vmap(lambda g: weighted_gram(ratio, g), in_axes=1)(
             member
         )  # (G, m, m)
         totals = (value, grad, change, curvature)
@@ -165,7 +164,9 @@ class ProfileDerivatives(NamedTuple):
 
 
 @eqx.filter_jit
-def _at_optimum(static, unflatten, flat, data, points, weights, labels, probs):
+def derivatives_at(static, unflatten, flat, data, points, weights, labels, probs):
+    """`chunked_derivatives` for the model `combine(unflatten(flat), static)`."""
+
     def log_lik_fn(flat, data):
         return eqx.combine(unflatten(flat), static).log_cond_lik(data, points)
 
@@ -205,19 +206,14 @@ def profile_derivatives(
         >>> out.hessian.shape, out.names[0]
         ((5, 5), 'loadings[0]')
     """
-    require_x64()
-    data = as_data(data)
-    n = nobs(data)
-    points = as_support(support)
-    groups = as_groups(groups)
-    weights = as_weights(weights, n, "data")
+    data, n, points, groups, weights = prepare_inputs(data, support, groups, weights)
     _, info = profile_loglik(
         model, data, points, groups=groups, weights=weights, solver=solver
     )
     params, static = _params.split(model)
     flat, unflatten = _params.flatten(params)
     labels = jnp.zeros(n, int) if groups is None else groups.labels()
-    value, gradient, hessian = _at_optimum(
+    value, gradient, hessian = derivatives_at(
         static, unflatten, flat, data, points, weights, labels, info.probs
     )
     return ProfileDerivatives(value, gradient, hessian, _params.names(params), info)

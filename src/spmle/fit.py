@@ -11,14 +11,19 @@ from jaxtyping import Array, Float, Int
 
 from . import _params
 from ._estimation import AbstractProblem, infer, optimise
-from ._profile_derivatives import chunked_derivatives
+from ._profile_derivatives import derivatives_at
 from ._status import RESULTS
 from ._warnings import GridWarning
-from ._x64 import as_weights, require_x64
 from .inner import AbstractNPMLESolver, MixSQP
 from .mixing import MixingDistribution
-from .model import AbstractModel, Groups, as_data, as_support, nobs
-from .profile import checked_log_lik, groups_at_optimum, profile_loglik, solve_groups
+from .model import AbstractModel, Groups
+from .profile import (
+    checked_log_lik,
+    groups_at_optimum,
+    prepare_inputs,
+    profile_loglik,
+    solve_groups,
+)
 from .results import Results
 
 
@@ -51,13 +56,16 @@ class _Profile(AbstractProblem):
     def derivatives(self, flat, unflatten):
         if self.optimum is None:
             return super().derivatives(flat, unflatten)
-
-        def log_lik_fn(flat, data):
-            return self.model(unflatten(flat)).log_cond_lik(data, self.points)
-
         # In row chunks: memory independent of n (see `_profile_derivatives`).
-        return chunked_derivatives(
-            log_lik_fn, flat, self.data, self.weights, self.labels, self.optimum
+        return derivatives_at(
+            self.static,
+            unflatten,
+            flat,
+            self.data,
+            self.points,
+            self.weights,
+            self.labels,
+            self.optimum,
         )
 
     def newton_tol(self):
@@ -162,14 +170,8 @@ def fit(
         >>> res.converged, res.params.index[0]
         (True, 'loadings[0]')
     """
-    require_x64()
-    data = as_data(data)
-    n = nobs(data)
-    points = as_support(support)
-    if groups is not None and not isinstance(groups, Groups):
-        groups = Groups.from_labels(groups)
+    data, n, points, groups, weights = prepare_inputs(data, support, groups, weights)
     labels = jnp.zeros(n, int) if groups is None else groups.labels()
-    weights = as_weights(weights, n, "data")
     static = _params.split(model0)[1]
     problem = _Profile(static, data, weights, points, groups, labels, solver)
     # Fail early, with a message naming rows, on a bad model or data at the start.

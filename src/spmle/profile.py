@@ -73,6 +73,22 @@ def as_groups(groups) -> Groups | None:
     return Groups.from_labels(groups)
 
 
+def prepare_inputs(data, support, groups, weights):
+    """The checks and conversions every profile-likelihood entry point makes:
+    `(data, n, points, groups, weights)` with float64 x64 arrays, an
+    `spmle.Groups` (or None) and (n,) weights."""
+    require_x64()
+    data = as_data(data)
+    n = nobs(data)
+    return (
+        data,
+        n,
+        as_support(support),
+        as_groups(groups),
+        as_weights(weights, n, "data"),
+    )
+
+
 def profile_loglik(
     model: AbstractModel,
     data,
@@ -120,12 +136,7 @@ def profile_loglik(
         >>> info.probs.shape, grad.loadings.shape
         ((1, 75), (2,))
     """
-    require_x64()
-    data = as_data(data)
-    n = nobs(data)
-    points = as_support(support)
-    groups = as_groups(groups)
-    weights = as_weights(weights, n, "data")
+    data, _, points, groups, weights = prepare_inputs(data, support, groups, weights)
     log_lik = checked_log_lik(model, data, points, weights)
 
     sols = solve_groups(log_lik, weights, groups, solver, init)
