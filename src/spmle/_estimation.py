@@ -20,6 +20,7 @@ import pandas as pd
 from jaxtyping import Array, Float
 
 from . import _params
+from ._compile import compiled
 from ._warnings import ConvergenceWarning
 from .inference import inverse_information, meat, sandwich
 from .results import Results
@@ -96,7 +97,7 @@ def default_optimizer() -> optx.AbstractMinimiser:
     return optx.BFGS(rtol=1e-8, atol=1e-8)
 
 
-@eqx.filter_jit
+@compiled
 def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm, gtol):
     """Minimise `-loglik / sum(weights)` from `params0`: `(params, result, steps,
     loglik, aux)`, where `aux` is the problem's auxiliary output at `params`.
@@ -120,6 +121,10 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm, gto
         objective, params0, warm, options, f_struct, aux_struct, tags
     )
     dynamic, static = eqx.partition(state, eqx.is_array)
+    # A quasi-Newton minimiser's first step evaluates its start and accepts it:
+    # one step is then how `max_steps=0` evaluates `params0`.
+    recorded = _last_accepted(state) is not None
+    limit = jnp.maximum(max_steps, 1) if recorded else max_steps
 
     def terminate(params, dynamic, warm):
         state = eqx.combine(dynamic, static)
@@ -135,7 +140,7 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm, gto
     def cond(carry):
         params, dynamic, warm, steps = carry
         done, result = terminate(params, dynamic, warm)
-        return ~done & (result == optx.RESULTS.successful) & (steps < max_steps)
+        return ~done & (result == optx.RESULTS.successful) & (steps < limit)
 
     def body(carry):
         params, dynamic, warm, steps = carry
@@ -155,28 +160,45 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm, gto
         optx.RESULTS.nonlinear_max_steps_reached,
         result,
     )
-    value, aux = problem.loglik(params, warm)
+    state = eqx.combine(dynamic, static)
+    if recorded:
+        # The loop ends at the last accepted point, whose value and aux the state
+        # holds: no second copy of the inner solver in this program (it halves
+        # the compile time). Without a step (a non-finite start) there is none.
+        objective_value, aux = _last_accepted(state)
+        value = jnp.where(steps > 0, -objective_value * total_weight, -jnp.inf)
+    else:
+        value, aux = problem.loglik(params, warm)
     params, aux, _ = optimizer.postprocess(
         objective,
         params,
         aux,
         warm,
         options,
-        eqx.combine(dynamic, static),
+        state,
         tags,
         result,
     )
     return params, result, steps, value, aux
 
 
-@eqx.filter_jit
+@compiled
 def _derivatives(problem: AbstractProblem, flat, unflatten):
     return problem.derivatives(flat, unflatten)
 
 
-@eqx.filter_jit
+@compiled
 def _scores(problem, flat, unflatten):
     return jax.jacfwd(lambda f: problem.contributions(unflatten(f)))(flat)
+
+
+def _last_accepted(state):
+    """`(objective, aux)` at the last accepted point, for minimisers whose state
+    records them (the quasi-Newton family); None otherwise."""
+    f_info, aux = getattr(state, "f_info", None), getattr(state, "aux", None)
+    if f_info is None or not hasattr(f_info, "f") or not hasattr(state, "aux"):
+        return None
+    return f_info.f, aux
 
 
 def _gradient_small(state, gtol):
@@ -226,9 +248,9 @@ def optimise(
             problem,
             params0,
             optimizer,
-            jnp.asarray(max_steps),
+            np.asarray(max_steps),
             problem.warm_start(None),
-            jnp.asarray(GTOL),
+            np.asarray(GTOL),
         )
         value = float(value)
         if best is None or (np.isfinite(value) and value > best[0]):
@@ -241,9 +263,9 @@ def optimise(
             problem,
             unflatten(polished.flat),
             optimizer,
-            jnp.asarray(max_steps - steps),
+            np.asarray(max_steps - steps),
             problem.warm_start(polished.aux),
-            jnp.asarray(0.0),
+            np.asarray(0.0),
         )
         steps += int(more)
         flat = _params.flatten(params)[0]
@@ -290,15 +312,15 @@ def _polish(problem, optimizer, flat, unflatten, value, aux, newton_steps):
             return _Polished(flat, value, aux, at, derivatives, True)
         if taken == newton_steps:
             break
-        candidate = flat + step
+        candidate = np.asarray(flat) + step
         # The optimiser's program with no steps: an evaluation, compiled once.
         _, _, _, candidate_value, candidate_aux = _minimise(
             problem,
             unflatten(candidate),
             optimizer,
-            jnp.asarray(0),
+            np.asarray(0),
             problem.warm_start(aux),
-            jnp.asarray(0.0),
+            np.asarray(0.0),
         )
         # Near the maximum the gain (~1e-12) is below the rounding of the value:
         # accept a step that does not lose more than that rounding.
@@ -310,7 +332,7 @@ def _polish(problem, optimizer, flat, unflatten, value, aux, newton_steps):
     return _Polished(flat, value, aux, at, derivatives, False)
 
 
-@eqx.filter_jit
+@compiled
 def _bootstrap_draws(
     problem, params, warm, optimizer, max_steps, multipliers, batch_size
 ):
@@ -354,7 +376,7 @@ def infer(
     names = _params.names(params)
     flat, unflatten = _params.flatten(params)
     llf, grad, hessian = run.value, run.grad, run.hessian
-    total_weight = float(jnp.sum(problem.weights))
+    total_weight = float(np.asarray(problem.weights).sum())
     grad_norm = float(np.max(np.abs(grad))) / total_weight
     bread = inverse_information(hessian, names)
 

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._x64 import is_concrete
+
 
 def split(model):
     """`(params, static)`: the floating array fields and everything else."""
@@ -35,9 +37,10 @@ class Unflatten(eqx.Module):
 
     def __call__(self, vector):
         leaves, start = [], 0
+        xp = np if isinstance(vector, np.ndarray) else jnp
         for shape in self.shapes:
             size = math.prod(shape)
-            leaves.append(jnp.reshape(vector[start : start + size], shape))
+            leaves.append(jnp.asarray(xp.reshape(vector[start : start + size], shape)))
             start += size
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
@@ -45,5 +48,7 @@ class Unflatten(eqx.Module):
 def flatten(params):
     """`(vector, unflatten)` of the parameters."""
     leaves, treedef = jax.tree_util.tree_flatten(params)
-    vector = jnp.concatenate([jnp.ravel(leaf) for leaf in leaves])
+    # Concrete parameters are joined on the host: no compiled op per leaf.
+    xp = np if is_concrete(*leaves) else jnp
+    vector = jnp.asarray(xp.concatenate([xp.ravel(leaf) for leaf in leaves]))
     return vector, Unflatten(treedef, tuple(np.shape(leaf) for leaf in leaves))

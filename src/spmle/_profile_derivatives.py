@@ -25,11 +25,12 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from . import _params
+from ._compile import compiled
 from .inner import AbstractNPMLESolver, DenseLikelihood, MixSQP
 from .inner._implicit import weight_response
 from .inner._operator import weighted_gram
 from .model import AbstractModel
-from .profile import ProfileInfo, prepare_inputs, profile_loglik
+from .profile import ProfileInfo, group_labels, prepare_inputs, profile_loglik
 
 
 # Rows per chunk times grid points: about 4 MB per (chunk, m) float64 slice.
@@ -163,7 +164,7 @@ class ProfileDerivatives(NamedTuple):
     info: ProfileInfo
 
 
-@eqx.filter_jit
+@compiled
 def derivatives_at(static, unflatten, flat, data, points, weights, labels, probs):
     """`chunked_derivatives` for the model `combine(unflatten(flat), static)`."""
 
@@ -212,7 +213,7 @@ def profile_derivatives(
     )
     params, static = _params.split(model)
     flat, unflatten = _params.flatten(params)
-    labels = jnp.zeros(n, int) if groups is None else groups.labels()
+    labels = group_labels(groups, n)
     value, gradient, hessian = derivatives_at(
         static, unflatten, flat, data, points, weights, labels, info.probs
     )

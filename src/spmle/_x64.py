@@ -48,7 +48,7 @@ def to_numpy(x) -> np.ndarray:
 def as_weights(weights, n: int, against: str) -> jax.Array:
     """(n,) float64 observation weights; all ones when `weights` is None."""
     if weights is None:
-        return jnp.ones(n)
+        return jnp.asarray(np.ones(n))  # from the host: no compiled fill
     weights = as_float64(weights, "weights")
     if weights.shape != (n,):
         raise ValueError(

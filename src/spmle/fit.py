@@ -19,6 +19,7 @@ from .mixing import MixingDistribution
 from .model import AbstractModel, Groups
 from .profile import (
     checked_log_lik,
+    group_labels,
     groups_at_optimum,
     prepare_inputs,
     profile_loglik,
@@ -77,7 +78,7 @@ class _Profile(AbstractProblem):
         if aux is None:
             # Zeros mean "cold": the solver takes EM steps from uniform weights.
             num_groups = 1 if self.groups is None else self.groups.num_groups
-            return jnp.zeros((num_groups, self.points.shape[0]))
+            return jnp.asarray(np.zeros((num_groups, self.points.shape[0])))
         return aux.probs
 
     def at_optimum(self, aux):
@@ -171,7 +172,7 @@ def fit(
         (True, 'loadings[0]')
     """
     data, n, points, groups, weights = prepare_inputs(data, support, groups, weights)
-    labels = jnp.zeros(n, int) if groups is None else groups.labels()
+    labels = group_labels(groups, n)
     static = _params.split(model0)[1]
     problem = _Profile(static, data, weights, points, groups, labels, solver)
     # Fail early, with a message naming rows, on a bad model or data at the start.

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from ._compile import compiled
 from ._status import RESULTS
 from ._x64 import as_weights, is_concrete, require_x64
 from .inner import AbstractNPMLESolver, MixSQP, npmle
@@ -46,7 +47,7 @@ class ProfileInfo(eqx.Module):
         return jnp.all(self.result == RESULTS.successful)
 
 
-@eqx.filter_jit
+@compiled
 def _log_cond_lik(model, data, points):
     return model.log_cond_lik(data, points)
 
@@ -71,6 +72,13 @@ def as_groups(groups) -> Groups | None:
     if groups is None or isinstance(groups, Groups):
         return groups
     return Groups.from_labels(groups)
+
+
+def group_labels(groups: Groups | None, n: int) -> Int[Array, " n"]:
+    """(n,) group of each observation; all 0 without groups."""
+    if groups is None:
+        return jnp.asarray(np.zeros(n, np.int64))
+    return groups.labels()
 
 
 def prepare_inputs(data, support, groups, weights):

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
+from .._compile import compiled
 from .._status import RESULTS
 from .._x64 import as_float64, is_concrete
 from ._implicit import at_optimum
@@ -90,7 +91,7 @@ def _optimal_weights(log_lik, weights, solver: AbstractNPMLESolver, init=None):
     return probs, loglik, stats
 
 
-@eqx.filter_jit
+@compiled
 def _solve(log_lik, weights, solver, init=None):
     # Compiled once per shape and solver, so eager calls are cheap; under an outer
     # `jit` or `vmap` this simply inlines.

@@ -1,9 +1,9 @@
 """Input checks for the NPMLE: eager messages that name rows, traced flags otherwise."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._compile import compiled
 from .._x64 import as_float64, as_weights, is_concrete
 
 
@@ -34,7 +34,7 @@ def _rows(mask: np.ndarray, limit: int = 5) -> str:
     return f"row{'s' if rows.size > 1 else ''} {shown}{more}"
 
 
-@jax.jit
+@compiled
 def _row_flags(log_lik):
     # Compiled: no (n, m) temporaries beside the matrix, one pass over it.
     return (

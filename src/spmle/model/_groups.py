@@ -67,9 +67,11 @@ class Groups(eqx.Module):
 
     def labels(self) -> Int[Array, " n"]:
         """(n,) the group label of each observation."""
-        n = int(self.mask.sum())
-        group = jnp.broadcast_to(jnp.arange(self.num_groups)[:, None], self.index.shape)
-        return jnp.zeros(n, int).at[self.index[self.mask]].set(group[self.mask])
+        mask, index = np.asarray(self.mask), np.asarray(self.index)
+        group = np.broadcast_to(np.arange(self.num_groups)[:, None], index.shape)
+        labels = np.zeros(int(mask.sum()), np.int64)
+        labels[index[mask]] = group[mask]
+        return jnp.asarray(labels)
 
     @property
     def num_groups(self) -> int:
