@@ -74,8 +74,11 @@ def check_values_eagerly(log_lik, weights, name: str = "log_lik") -> None:
 
 def invalid_flag(log_lik, weights):
     """The same checks as a traced boolean (for `jit` and `vmap`)."""
-    bad_entries = jnp.any(jnp.isnan(log_lik) | (log_lik == jnp.inf))
-    dead_row = jnp.any(jnp.all(log_lik == -jnp.inf, axis=1))
+    # From the row maxima (which propagate NaN), which the row shift computes
+    # anyway: no (n, m) boolean temporaries.
+    row_max = jnp.max(log_lik, axis=1)
+    bad_entries = jnp.any(jnp.isnan(row_max) | (row_max == jnp.inf))
+    dead_row = jnp.any(row_max == -jnp.inf)
     bad_weights = (
         ~jnp.all(jnp.isfinite(weights)) | jnp.any(weights < 0) | ~jnp.any(weights > 0)
     )
