@@ -30,8 +30,12 @@ TRUTH = {"loadings": [1.5, 0.3], "log_sigma": [0.0, 0.2, -0.3]}
 ATOMS, WEIGHTS = [-3.0, 0.0, 5.0], [0.3, 0.5, 0.2]
 
 
-def simulate_coverage(key, reps: int, n: int, m: int = 75, batch_size: int = 8):
-    """(estimates, standard errors, converged) for `reps` replications, vmapped."""
+def simulate_coverage(
+    key, reps: int, n: int, m: int = 75, batch_size: int = 8, bootstrap: int = 0
+):
+    """(estimates, standard errors, converged) for `reps` replications, vmapped;
+    with `bootstrap` draws, also each replication's bootstrap refits (B, k), as
+    `spmle.fit(..., cov_type="bootstrap")` makes them."""
     import spmle
     from spmle import _estimation, _params
     from spmle.fit import _Profile
@@ -45,6 +49,7 @@ def simulate_coverage(key, reps: int, n: int, m: int = 75, batch_size: int = 8):
     optimizer = _estimation.default_optimizer()
 
     def one(key):
+        key, key_weights = jax.random.split(key)
         data = truth.simulate(key, jnp.array(ATOMS), jnp.array(WEIGHTS), n)
         problem = _Profile(
             static, data, jnp.ones(n), grid, None, jnp.zeros(n, int), spmle.MixSQP()
@@ -62,7 +67,20 @@ def simulate_coverage(key, reps: int, n: int, m: int = 75, batch_size: int = 8):
             problem.at_optimum(aux), flat, unflatten
         )
         se = jnp.sqrt(jnp.diag(jnp.linalg.inv(-hessian)))
-        return flat, se, result == optx.RESULTS.successful
+        ok = result == optx.RESULTS.successful
+        if not bootstrap:
+            return flat, se, ok
+        multipliers = jax.random.exponential(key_weights, (bootstrap, n))
+        draws, draws_ok = _estimation._bootstrap_draws(
+            problem,
+            params,
+            problem.warm_start(aux),
+            optimizer,
+            jnp.asarray(500),
+            multipliers,
+            1,
+        )
+        return flat, se, ok & jnp.all(draws_ok), draws
 
     keys = jax.random.split(key, reps)
     return jax.jit(lambda k: jax.lax.map(one, k, batch_size=batch_size))(keys)
@@ -74,13 +92,27 @@ def main():
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--m", type=int, default=75)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        help="bootstrap draws per replication: also report the bias-corrected, "
+        "basic and percentile intervals of `Results.conf_int`",
+    )
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)
     start = time.perf_counter()
-    est, se, ok = (
+    out = [
         np.asarray(x)
-        for x in simulate_coverage(jax.random.key(args.seed), args.reps, args.n, args.m)
-    )
+        for x in simulate_coverage(
+            jax.random.key(args.seed),
+            args.reps,
+            args.n,
+            args.m,
+            bootstrap=args.bootstrap,
+        )
+    ]
+    est, se, ok = out[:3]
     elapsed = time.perf_counter() - start
     truth = np.r_[TRUTH["loadings"], TRUTH["log_sigma"]]
     names = [
@@ -101,6 +133,51 @@ def main():
             f"{name:<14}{covered[ok, j].mean():>10.3f}{se[ok, j].mean():>10.4f}"
             f"{est[ok, j].std():>10.4f}{(est[ok, j] - truth[j]).mean():>10.4f}"
         )
+    if args.bootstrap:
+        intervals = bootstrap_intervals(est, out[3])
+        print(
+            f"\nBootstrap ({args.bootstrap} exponential-weight refits a replication): "
+            "coverage of `conf_int(kind=...)` with cov_type='bootstrap'"
+        )
+        print(f"{'parameter':<14}" + "".join(f"{k:>16}" for k in intervals))
+        for j, name in enumerate(names):
+            row = "".join(
+                f"{((lo[ok, j] <= truth[j]) & (truth[j] <= hi[ok, j])).mean():>16.3f}"
+                for lo, hi in intervals.values()
+            )
+            print(f"{name:<14}{row}")
+        bias = (out[3].mean(axis=1) - est)[ok].mean(axis=0)
+        print(f"{'mean bootstrap bias':<20}" + " ".join(f"{b:.4f}" for b in bias))
+
+
+def bootstrap_intervals(est, draws, alpha: float = 0.05):
+    """`{kind: (lower, upper)}` for each replication, as `Results.conf_int`
+    computes them from the fit's bootstrap draws (reps, B, k)."""
+    import pandas as pd
+
+    import spmle
+
+    out = {kind: ([], []) for kind in ("wald", "bias_corrected", "basic", "percentile")}
+    for theta, sample in zip(est, draws, strict=True):
+        res = spmle.Results(
+            model=None,
+            params=pd.Series(theta),
+            cov=np.cov(sample.T),
+            cov_type="bootstrap",
+            llf=0.0,
+            nobs=1,
+            df_mixing=0,
+            hessian=np.zeros((theta.size, theta.size)),
+            converged=True,
+            optimizer_info={},
+            method="",
+            draws=sample,
+        )
+        for kind, (low, high) in out.items():
+            interval = res.conf_int(alpha, kind)
+            low.append(interval["lower"].to_numpy())
+            high.append(interval["upper"].to_numpy())
+    return {k: (np.array(lo), np.array(hi)) for k, (lo, hi) in out.items()}
 
 
 if __name__ == "__main__":

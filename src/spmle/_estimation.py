@@ -368,6 +368,7 @@ def infer(
     mixing_probs=None,
 ) -> Results:
     """Hessian, scores and the requested covariance at the estimate."""
+    draws = None
     params, outer_result, steps = run.params, run.result, run.steps
     if cov_type not in COV_TYPES:
         raise ValueError(f"cov_type={cov_type!r}: use one of {', '.join(COV_TYPES)}.")
@@ -415,7 +416,8 @@ def infer(
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        cov = np.cov(draws[ok].T).reshape(flat.size, flat.size)
+        draws = draws[ok]
+        cov = np.cov(draws.T).reshape(flat.size, flat.size)
 
     outer_ok = bool(outer_result == optx.RESULTS.successful)
     status = "successful" if outer_ok else optx.RESULTS[outer_result]
@@ -464,6 +466,7 @@ def infer(
         num_groups=num_groups,
         grid_size=grid_size,
         delta=delta,
+        draws=draws,
     )
 
 
