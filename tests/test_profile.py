@@ -271,7 +271,7 @@ def test_bad_groups_and_weights(setup):
 def test_chunked_derivatives_at_the_optimum(setup, monkeypatch):
     """The row-chunked value, gradient and Hessian at known optimal weights (what
     `fit` uses at the estimate) equal autodiff through the solves."""
-    from spmle import _profile_derivatives
+    from spmle import _chunks, _profile_derivatives
 
     model, data, groups, weights = setup
     f = jax.jit(
@@ -289,7 +289,7 @@ def test_chunked_derivatives_at_the_optimum(setup, monkeypatch):
     hessian = jax.jit(jax.hessian(lambda t: f(t)[0]))(theta)
     grad = jax.grad(lambda t: f(t)[0])(theta)
     # 7 rows per chunk: many chunks, the last one padded.
-    monkeypatch.setattr(_profile_derivatives, "_CHUNK_ENTRIES", 7 * GRID.size)
+    monkeypatch.setattr(_chunks, "CHUNK_ENTRIES", 7 * GRID.size)
     out = jax.jit(_profile_derivatives.chunked_derivatives, static_argnums=0)(
         lambda t, d: _with_theta(model, t).log_cond_lik(d, GRID),
         theta,
@@ -302,6 +302,59 @@ def test_chunked_derivatives_at_the_optimum(setup, monkeypatch):
     np.testing.assert_allclose(out[1], grad, rtol=1e-10, atol=1e-10 * abs(grad).max())
     scale = np.abs(hessian).max()
     np.testing.assert_allclose(out[2], hessian, rtol=1e-10, atol=1e-10 * scale)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_optimiser_objective_value_gradient_and_info(setup, monkeypatch, grouped):
+    """`fit`'s objective (one (n, m) array, chunked envelope gradient) gives the
+    value, gradient and inner solutions of `profile_loglik`, with groups, weights
+    and a padded last chunk."""
+    from spmle import _chunks, _params
+    from spmle._profile_objective import ModelLogLik, profile_objective
+
+    model, data, labels, weights = setup
+    groups = spmle.Groups.from_labels(labels) if grouped else None
+    labels = jnp.asarray(labels if grouped else np.zeros(N, int))
+    params, static = _params.split(model)
+    flat, unflatten = _params.flatten(params)
+
+    def reference(flat):
+        return spmle.profile_loglik(
+            eqx.combine(unflatten(flat), static),
+            data,
+            GRID,
+            groups=groups,
+            weights=weights,
+            solver=TIGHT,
+            throw=False,
+        )
+
+    (value, info), grad = jax.value_and_grad(reference, has_aux=True)(flat)
+    # 7 rows per chunk: many chunks, the last one padded.
+    monkeypatch.setattr(_chunks, "CHUNK_ENTRIES", 7 * GRID.size)
+    num_groups = info.probs.shape[0]
+
+    def objective(flat):
+        return profile_objective(
+            ModelLogLik(static, unflatten),
+            flat,
+            data,
+            GRID,
+            weights,
+            labels,
+            groups,
+            TIGHT,
+            jnp.zeros((num_groups, GRID.size)),
+        )
+
+    (out, out_info), out_grad = jax.jit(
+        jax.value_and_grad(objective, has_aux=True)
+    )(flat)
+    assert bool(out_info.converged)
+    assert float(out) == pytest.approx(float(value), rel=1e-13)
+    np.testing.assert_allclose(out_info.loglik, info.loglik, rtol=1e-12)
+    np.testing.assert_allclose(out_info.probs, info.probs, atol=1e-8)
+    np.testing.assert_allclose(out_grad, grad, rtol=1e-9, atol=1e-9 * abs(grad).max())
 
 
 def test_linear_factor_log_cond_lik_is_the_normal_density(setup):

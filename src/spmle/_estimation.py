@@ -44,6 +44,11 @@ class AbstractProblem(eqx.Module):
         """The total log-likelihood and auxiliary output; `warm` (from
         `warm_start`) may speed up an inner optimisation, never change it."""
 
+    def search_loglik(self, params, warm=None) -> tuple[Float[Array, ""], Any]:
+        """What the optimiser evaluates: `loglik`'s value and aux, with exact first
+        derivatives (it needs no higher ones); `loglik` itself by default."""
+        return self.loglik(params, warm)
+
     def warm_start(self, aux):
         """The `warm` argument of `loglik` near the point whose aux is `aux`;
         `aux=None` gives the placeholder for a cold start."""
@@ -112,7 +117,7 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm, gto
     total_weight = jnp.sum(problem.weights)
 
     def objective(params, warm):
-        value, aux = problem.loglik(params, warm)
+        value, aux = problem.search_loglik(params, warm)
         return -value / total_weight, aux
 
     options, tags = {}, frozenset()
@@ -168,7 +173,7 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm, gto
         objective_value, aux = _last_accepted(state)
         value = jnp.where(steps > 0, -objective_value * total_weight, -jnp.inf)
     else:
-        value, aux = problem.loglik(params, warm)
+        value, aux = problem.search_loglik(params, warm)
     params, aux, _ = optimizer.postprocess(
         objective,
         params,

@@ -25,29 +25,13 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from . import _params
+from ._chunks import row_chunks, sum_chunks
 from ._compile import compiled
 from .inner import AbstractNPMLESolver, DenseLikelihood, MixSQP
 from .inner._implicit import weight_response
 from .inner._operator import weighted_gram
 from .model import AbstractModel
 from .profile import ProfileInfo, group_labels, prepare_inputs, profile_loglik
-
-
-# Rows per chunk times grid points: about 4 MB per (chunk, m) float64 slice.
-_CHUNK_ENTRIES = 2**19
-
-
-def _chunked(tree, size: int):
-    """Pad the leading axis to a multiple of `size` (repeating row 0: finite, and
-    given weight 0) and split it into (num_chunks, size, ...)."""
-
-    def split(x):
-        pad = (-x.shape[0]) % size
-        if pad:
-            x = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)])
-        return x.reshape((-1, size) + x.shape[1:])
-
-    return jax.tree.map(split, tree)
 
 
 def _ratios(log_lik, probs_rows):
@@ -74,19 +58,16 @@ def chunked_derivatives(
         labels: (n,) group of each observation, `0..G-1`.
         probs: (G, m) optimal weights of each group at `flat`.
     """
-    n = weights.shape[0]
     num_groups, m = probs.shape
     k = flat.size
-    size = max(1, min(n, _CHUNK_ENTRIES // m))
-    # Padding rows get weight 0 (`_chunked` pads by repeating row 0).
-    chunks = _chunked((data, jnp.pad(weights, (0, (-n) % size)), labels), size)
+    chunks = row_chunks(data, weights, labels, m)
     group_total = jax.ops.segment_sum(weights, labels, num_groups)
 
     def fixed_weights_loglik(flat, probs_rows, data, w):
         row_max, _, u = _ratios(log_lik_fn(flat, data), probs_rows)
         return jnp.dot(w, row_max + jnp.log(u))
 
-    def first_pass(carry, chunk):
+    def first_pass(chunk):
         data, w, lab = chunk
         probs_rows = probs[lab]
         value, grad = jax.value_and_grad(fixed_weights_loglik)(
@@ -110,8 +91,7 @@ def chunked_derivatives(
         curvature = jax.vmap(lambda g: weighted_gram(ratio, g), in_axes=1)(
             member
         )  # (G, m, m)
-        totals = (value, grad, change, curvature)
-        return jax.tree.map(jnp.add, carry, totals), None
+        return value, grad, change, curvature
 
     zeros = (
         jnp.zeros((), flat.dtype),
@@ -119,7 +99,7 @@ def chunked_derivatives(
         jnp.zeros((k, num_groups, m), flat.dtype),
         jnp.zeros((num_groups, m, m), flat.dtype),
     )
-    (value, grad, change, curvature), _ = jax.lax.scan(first_pass, zeros, chunks)
+    value, grad, change, curvature = sum_chunks(first_pass, zeros, chunks)
     # Groups in sequence: one small SVD each (see `profile.map_groups` on batched
     # LAPACK calls on CPU).
     response = jax.lax.map(
@@ -127,7 +107,7 @@ def chunked_derivatives(
         (probs, curvature, jnp.moveaxis(change, 0, 2)),
     )  # (G, m, k)
 
-    def second_pass(carry, chunk):
+    def second_pass(chunk):
         data, w, lab = chunk
         probs_rows, response_rows = probs[lab], response[lab]
 
@@ -137,12 +117,11 @@ def chunked_derivatives(
             moved = probs_rows + response_rows @ (theta - flat)
             return jax.grad(fixed_weights_loglik)(theta, moved, data, w)
 
-        block = jax.lax.map(
+        return jax.lax.map(
             lambda e: jax.jvp(partial_grad, (flat,), (e,))[1], jnp.eye(k)
         )
-        return carry + block, None
 
-    hessian, _ = jax.lax.scan(second_pass, jnp.zeros((k, k), flat.dtype), chunks)
+    hessian = sum_chunks(second_pass, jnp.zeros((k, k), flat.dtype), chunks)
     return value, grad, (hessian + hessian.T) / 2
 
 

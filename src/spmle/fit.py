@@ -12,6 +12,7 @@ from jaxtyping import Array, Float, Int
 from . import _params
 from ._estimation import AbstractProblem, infer, optimise
 from ._profile_derivatives import derivatives_at
+from ._profile_objective import ModelLogLik, profile_objective
 from ._status import RESULTS
 from ._warnings import GridWarning
 from .inner import AbstractNPMLESolver, MixSQP
@@ -53,6 +54,23 @@ class _Profile(AbstractProblem):
                 init=warm,
             )
         return jnp.sum(self._optimal(params)[2]), None
+
+    def search_loglik(self, params, warm=None):
+        if self.optimum is not None:
+            return self.loglik(params, warm)
+        # One (n, m) array instead of two: see `_profile_objective`.
+        flat, unflatten = _params.flatten(params)
+        return profile_objective(
+            ModelLogLik(self.static, unflatten),
+            flat,
+            self.data,
+            self.points,
+            self.weights,
+            self.labels,
+            self.groups,
+            self.solver,
+            self.warm_start(None) if warm is None else warm,
+        )
 
     def derivatives(self, flat, unflatten):
         if self.optimum is None:

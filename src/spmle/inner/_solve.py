@@ -63,10 +63,15 @@ class NPMLESolution(eqx.Module):
 
 def _solve_weights(log_lik, weights, init, solver: AbstractNPMLESolver):
     """The optimal weights and the certificate; no derivatives run through here."""
-    invalid = invalid_flag(log_lik, weights)
+    op, row_max = DenseLikelihood.from_log_lik(log_lik)
+    return solve_operator(op, weights, init, solver, invalid_flag(row_max, weights))
+
+
+def solve_operator(op, weights, init, solver: AbstractNPMLESolver, invalid):
+    """`_solve_weights` for a row-shifted likelihood operator; `invalid` flags
+    invalid input (see `invalid_flag`)."""
     # No guard copy of the matrix for invalid input: both solvers stop as soon as
     # their state is not finite, and the status says what went wrong.
-    op, _ = DenseLikelihood.from_log_lik(log_lik)
     w = weights / jnp.sum(weights)
     out = solver.solve(op, w, init)
     probs = out.x / jnp.sum(out.x)

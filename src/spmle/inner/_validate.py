@@ -3,7 +3,6 @@
 import jax.numpy as jnp
 import numpy as np
 
-from .._compile import compiled
 from .._x64 import as_float64, as_weights, is_concrete
 
 
@@ -34,21 +33,15 @@ def _rows(mask: np.ndarray, limit: int = 5) -> str:
     return f"row{'s' if rows.size > 1 else ''} {shown}{more}"
 
 
-@compiled
-def _row_flags(log_lik):
-    # Compiled: no (n, m) temporaries beside the matrix, one pass over it.
-    return (
-        jnp.any(jnp.isnan(log_lik), axis=1),
-        jnp.any(log_lik == jnp.inf, axis=1),
-        jnp.all(log_lik == -jnp.inf, axis=1),
-    )
-
-
 def check_values_eagerly(log_lik, weights, name: str = "log_lik") -> None:
     """Raise a `ValueError` naming the offending rows; no-op when traced."""
     if not is_concrete(log_lik, weights):
         return
-    nan_rows, posinf_rows, dead_rows = (np.asarray(x) for x in _row_flags(log_lik))
+    # Row maxima on the host (NumPy's propagate NaN, as XLA's do): one pass over
+    # the matrix, no (n, m) temporaries and nothing to compile.
+    row_max = np.max(np.asarray(log_lik), axis=1)
+    nan_rows, posinf_rows = np.isnan(row_max), row_max == np.inf
+    dead_rows = row_max == -np.inf
     w = np.asarray(weights)
     if nan_rows.any():
         raise ValueError(f"`{name}` has NaN entries in {_rows(nan_rows)}.")
@@ -72,11 +65,10 @@ def check_values_eagerly(log_lik, weights, name: str = "log_lik") -> None:
         raise ValueError("`weights` are all zero: at least one must be positive.")
 
 
-def invalid_flag(log_lik, weights):
-    """The same checks as a traced boolean (for `jit` and `vmap`)."""
-    # From the row maxima (which propagate NaN), which the row shift computes
-    # anyway: no (n, m) boolean temporaries.
-    row_max = jnp.max(log_lik, axis=1)
+def invalid_flag(row_max, weights):
+    """The same checks as a traced boolean (for `jit` and `vmap`), from the row
+    maxima of the log-likelihood matrix (they propagate NaN), which the row shift
+    computes anyway: no (n, m) boolean temporaries."""
     bad_entries = jnp.any(jnp.isnan(row_max) | (row_max == jnp.inf))
     dead_row = jnp.any(row_max == -jnp.inf)
     bad_weights = (
