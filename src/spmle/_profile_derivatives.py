@@ -12,9 +12,12 @@ fixed-weight derivatives:
   `[[K_SS, 1], [1', 0]] [P_S; nu] = [D_S; 0]` with `K = sum_i w_i r_i r_i'`,
   `D = d(sum_i w_i r_i)/dtheta` and `r_ik = A_ik / (A p)_i` (group weights
   normalised to sum 1): sums over observations too.
+- `l_theta,p` is `D'` times the group's total weight (the derivative of
+  `sum_i w_i r_ik` in theta is the mixed derivative of `l`), so `l_theta,p P`
+  needs no second look at the rows.
 
-So two passes over chunks of rows, each holding only a (chunk, m) slice of the
-likelihood matrix, give the exact profile Hessian with memory independent of n.
+So one pass over chunks of rows, each holding only a (chunk, m) slice of the
+likelihood matrix, gives the exact profile Hessian with memory independent of n.
 """
 
 from typing import NamedTuple
@@ -67,11 +70,18 @@ def chunked_derivatives(
         row_max, _, u = _ratios(log_lik_fn(flat, data), probs_rows)
         return jnp.dot(w, row_max + jnp.log(u))
 
-    def first_pass(chunk):
+    def one_pass(chunk):
         data, w, lab = chunk
         probs_rows = probs[lab]
         value, grad = jax.value_and_grad(fixed_weights_loglik)(
             flat, probs_rows, data, w
+        )
+        partial_grad = jax.grad(fixed_weights_loglik)
+        fixed_hessian = jax.lax.map(
+            lambda e: jax.jvp(
+                lambda f: partial_grad(f, probs_rows, data, w), (flat,), (e,)
+            )[1],
+            jnp.eye(k),
         )
         # Normalised weights within each group, as a (chunk, G) design.
         member = (lab[:, None] == jnp.arange(num_groups)) * (w / group_total[lab])[
@@ -91,15 +101,16 @@ def chunked_derivatives(
         curvature = jax.vmap(lambda g: weighted_gram(ratio, g), in_axes=1)(
             member
         )  # (G, m, m)
-        return value, grad, change, curvature
+        return value, grad, fixed_hessian, change, curvature
 
     zeros = (
         jnp.zeros((), flat.dtype),
         jnp.zeros(k, flat.dtype),
+        jnp.zeros((k, k), flat.dtype),
         jnp.zeros((k, num_groups, m), flat.dtype),
         jnp.zeros((num_groups, m, m), flat.dtype),
     )
-    value, grad, change, curvature = sum_chunks(first_pass, zeros, chunks)
+    value, grad, fixed_hessian, change, curvature = sum_chunks(one_pass, zeros, chunks)
     # Groups in sequence: one small SVD each (see `profile.map_groups` on batched
     # LAPACK calls on CPU).
     response = jax.lax.map(
@@ -107,21 +118,9 @@ def chunked_derivatives(
         (probs, curvature, jnp.moveaxis(change, 0, 2)),
     )  # (G, m, k)
 
-    def second_pass(chunk):
-        data, w, lab = chunk
-        probs_rows, response_rows = probs[lab], response[lab]
-
-        def partial_grad(theta):
-            # The partial gradient at the weights' first-order response: its
-            # Jacobian is l_theta,theta + l_theta,p P.
-            moved = probs_rows + response_rows @ (theta - flat)
-            return jax.grad(fixed_weights_loglik)(theta, moved, data, w)
-
-        return jax.lax.map(
-            lambda e: jax.jvp(partial_grad, (flat,), (e,))[1], jnp.eye(k)
-        )
-
-    hessian = sum_chunks(second_pass, jnp.zeros((k, k), flat.dtype), chunks)
+    # l_theta,p P: the mixed derivative is `group_total * change` (the derivative
+    # of the normalised ratio sums), so no second pass over the rows is needed.
+    hessian = fixed_hessian + jnp.einsum("agm,g,gmb->ab", change, group_total, response)
     return value, grad, (hessian + hessian.T) / 2
 
 
