@@ -141,12 +141,4 @@ def profile_objective(
         matrix.reshape(chunks[1].shape + (m,)),
         probs,
     )
-    info = ProfileInfo(
-        probs=probs,
-        loglik=loglik,
-        result=stats.result,
-        num_steps=stats.num_steps,
-        kkt_violation=stats.kkt_violation,
-        kkt_support_residual=stats.kkt_support_residual,
-    )
-    return value, info
+    return value, ProfileInfo.from_solves(probs, loglik, stats)

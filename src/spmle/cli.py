@@ -20,7 +20,11 @@ def _demo(args) -> int:
     key = jax.random.key(args.seed)
     _, _, log_lik = normal_means(key, args.n, grid, atoms=atoms, probs=weights)
     solver = MixSQP(tol=args.tol)
-    solve = jax.jit(lambda L: npmle(L, solver=solver, throw=False))
+    # As a user calls it: eager, so the input is checked and the solve runs as
+    # spmle's own compiled program.
+    def solve(log_lik):
+        return npmle(log_lik, solver=solver, throw=False)
+
     start = time.perf_counter()
     sol = jax.block_until_ready(solve(log_lik))
     first = time.perf_counter() - start

@@ -41,6 +41,19 @@ class ProfileInfo(eqx.Module):
     kkt_violation: Float[Array, " G"]
     kkt_support_residual: Float[Array, " G"]
 
+    @classmethod
+    def from_solves(cls, probs, loglik, solves) -> "ProfileInfo":
+        """From the weights, log-likelihoods and the solves' statuses (anything
+        with `result`, `num_steps`, `kkt_violation`, `kkt_support_residual`)."""
+        return cls(
+            probs=probs,
+            loglik=loglik,
+            result=solves.result,
+            num_steps=solves.num_steps,
+            kkt_violation=solves.kkt_violation,
+            kkt_support_residual=solves.kkt_support_residual,
+        )
+
     @property
     def converged(self) -> Bool[Array, ""]:
         """True when every inner solve is certified."""
@@ -149,14 +162,7 @@ def profile_loglik(
 
     sols = solve_groups(log_lik, weights, groups, solver, init)
     probs, loglik = groups_at_optimum(log_lik, weights, sols.probs, groups)
-    info = ProfileInfo(
-        probs=probs,
-        loglik=loglik,
-        result=sols.result,
-        num_steps=sols.num_steps,
-        kkt_violation=sols.kkt_violation,
-        kkt_support_residual=sols.kkt_support_residual,
-    )
+    info = ProfileInfo.from_solves(probs, loglik, sols)
     value = jnp.sum(loglik)
     if throw:
         if is_concrete(value):
