@@ -39,7 +39,9 @@ def _jitted(fun, options: tuple):
         args, kwargs = eqx.combine(dynamic, jax.tree.unflatten(treedef, leaves))
         return fun(*args, **kwargs)
 
-    return jax.jit(run, static_argnums=0, compiler_options=dict(options) or None)
+    # No `compiler_options` keyword at all without options (older JAX lacks it).
+    extra = {"compiler_options": dict(options)} if options else {}
+    return jax.jit(run, static_argnums=0, **extra)
 
 
 def compiled(fun):
