@@ -20,6 +20,7 @@ def _demo(args) -> int:
     key = jax.random.key(args.seed)
     _, _, log_lik = normal_means(key, args.n, grid, atoms=atoms, probs=weights)
     solver = MixSQP(tol=args.tol)
+
     # As a user calls it: eager, so the input is checked and the solve runs as
     # spmle's own compiled program.
     def solve(log_lik):
