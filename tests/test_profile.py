@@ -347,9 +347,9 @@ def test_optimiser_objective_value_gradient_and_info(setup, monkeypatch, grouped
             jnp.zeros((num_groups, GRID.size)),
         )
 
-    (out, out_info), out_grad = jax.jit(
-        jax.value_and_grad(objective, has_aux=True)
-    )(flat)
+    (out, out_info), out_grad = jax.jit(jax.value_and_grad(objective, has_aux=True))(
+        flat
+    )
     assert bool(out_info.converged)
     assert float(out) == pytest.approx(float(value), rel=1e-13)
     np.testing.assert_allclose(out_info.loglik, info.loglik, rtol=1e-12)
