@@ -310,7 +310,8 @@ def test_optimiser_objective_value_gradient_and_info(setup, monkeypatch, grouped
     value, gradient and inner solutions of `profile_loglik`, with groups, weights
     and a padded last chunk."""
     from spmle import _chunks, _params
-    from spmle._profile_objective import ModelLogLik, profile_objective
+    from spmle._params import ModelLogLik
+    from spmle._profile_objective import profile_objective
 
     model, data, labels, weights = setup
     groups = spmle.Groups.from_labels(labels) if grouped else None

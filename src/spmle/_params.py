@@ -1,6 +1,7 @@
 """A model's parameters: its floating array fields, flattened with readable names."""
 
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -52,3 +53,15 @@ def flatten(params):
     xp = np if is_concrete(*leaves) else jnp
     vector = jnp.asarray(xp.concatenate([xp.ravel(leaf) for leaf in leaves]))
     return vector, Unflatten(treedef, tuple(np.shape(leaf) for leaf in leaves))
+
+
+class ModelLogLik(eqx.Module):
+    """`(flat, data, points) -> (rows, m)`: the model's `log_cond_lik` in its flat
+    parameters (a Module, so that it passes through transformations as data)."""
+
+    static: Any
+    unflatten: Any
+
+    def __call__(self, flat, data, points):
+        model = eqx.combine(self.unflatten(flat), self.static)
+        return model.log_cond_lik(data, points)

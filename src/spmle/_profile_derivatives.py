@@ -22,7 +22,6 @@ likelihood matrix, gives the exact profile Hessian with memory independent of n.
 
 from typing import NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
@@ -73,16 +72,13 @@ def chunked_derivatives(
     def one_pass(chunk):
         data, w, lab = chunk
         probs_rows = probs[lab]
-        value, grad = jax.value_and_grad(fixed_weights_loglik)(
-            flat, probs_rows, data, w
+        value = fixed_weights_loglik(flat, probs_rows, data, w)
+        # One linearisation of the gradient: the gradient itself, and the
+        # fixed-weight Hessian one column at a time from its residuals.
+        grad, hessian_column = jax.linearize(
+            lambda f: jax.grad(fixed_weights_loglik)(f, probs_rows, data, w), flat
         )
-        partial_grad = jax.grad(fixed_weights_loglik)
-        fixed_hessian = jax.lax.map(
-            lambda e: jax.jvp(
-                lambda f: partial_grad(f, probs_rows, data, w), (flat,), (e,)
-            )[1],
-            jnp.eye(k),
-        )
+        fixed_hessian = jax.lax.map(hessian_column, jnp.eye(k))
         # Normalised weights within each group, as a (chunk, G) design.
         member = (lab[:, None] == jnp.arange(num_groups)) * (w / group_total[lab])[
             :, None
@@ -111,8 +107,8 @@ def chunked_derivatives(
         jnp.zeros((num_groups, m, m), flat.dtype),
     )
     value, grad, fixed_hessian, change, curvature = sum_chunks(one_pass, zeros, chunks)
-    # Groups in sequence: one small SVD each (see `profile.map_groups` on batched
-    # LAPACK calls on CPU).
+    # Groups in sequence: one small eigendecomposition each (see
+    # `profile.map_groups` on batched LAPACK calls on CPU).
     response = jax.lax.map(
         lambda args: weight_response(*args),
         (probs, curvature, jnp.moveaxis(change, 0, 2)),
@@ -145,11 +141,15 @@ class ProfileDerivatives(NamedTuple):
 @compiled
 def derivatives_at(static, unflatten, flat, data, points, weights, labels, probs):
     """`chunked_derivatives` for the model `combine(unflatten(flat), static)`."""
-
-    def log_lik_fn(flat, data):
-        return eqx.combine(unflatten(flat), static).log_cond_lik(data, points)
-
-    return chunked_derivatives(log_lik_fn, flat, data, weights, labels, probs)
+    model_log_lik = _params.ModelLogLik(static, unflatten)
+    return chunked_derivatives(
+        lambda flat, data: model_log_lik(flat, data, points),
+        flat,
+        data,
+        weights,
+        labels,
+        probs,
+    )
 
 
 def profile_derivatives(

@@ -14,31 +14,18 @@ First derivatives only (a second derivative would miss the response of the
 weights): derivatives at the estimate come from `_profile_derivatives`.
 """
 
-from typing import Any
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from ._chunks import map_chunks, row_chunks, sum_chunks
+from ._params import ModelLogLik
 from .inner import DenseLikelihood
 from .inner._solve import solve_operator
 from .inner._validate import invalid_flag
 from .model import Groups
 from .profile import ProfileInfo, map_groups
-
-
-class ModelLogLik(eqx.Module):
-    """`(flat, data, points) -> (rows, m)`: the model's `log_cond_lik` in its flat
-    parameters (a Module, so that it passes through transformations as data)."""
-
-    static: Any
-    unflatten: Any
-
-    def __call__(self, flat, data, points):
-        model = eqx.combine(self.unflatten(flat), self.static)
-        return model.log_cond_lik(data, points)
 
 
 def shifted_likelihood(log_lik_fn, flat, data_chunks, points):

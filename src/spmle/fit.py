@@ -12,7 +12,7 @@ from jaxtyping import Array, Float, Int
 from . import _params
 from ._estimation import AbstractProblem, infer, optimise
 from ._profile_derivatives import derivatives_at
-from ._profile_objective import ModelLogLik, profile_objective
+from ._profile_objective import profile_objective
 from ._status import RESULTS
 from ._warnings import GridWarning
 from .inner import AbstractNPMLESolver, MixSQP
@@ -61,7 +61,7 @@ class _Profile(AbstractProblem):
         # One (n, m) array instead of two: see `_profile_objective`.
         flat, unflatten = _params.flatten(params)
         return profile_objective(
-            ModelLogLik(self.static, unflatten),
+            _params.ModelLogLik(self.static, unflatten),
             flat,
             self.data,
             self.points,
