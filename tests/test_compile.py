@@ -1,11 +1,11 @@
-"""`spmle._compile.compiled`: filter-jit semantics with per-program options."""
+"""`spmle._internal.compiled`: filter-jit semantics with per-program options."""
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spmle._compile import _options, compiled
+from spmle._internal._compile import _options, compiled
 
 
 class _Scale(eqx.Module):

@@ -137,16 +137,15 @@ def test_solution_fields_are_documented_shapes():
 
 
 @pytest.mark.parametrize("single", [False, True])
-def test_weighted_gram_in_blocks(monkeypatch, single):
-    from spmle.inner import _operator
+def test_weighted_gram_in_blocks(single):
+    from spmle.npmle import weighted_gram
 
     rng = np.random.default_rng(0)
     matrix = rng.uniform(size=(100, 6))
     d = rng.uniform(size=100)
     expected = matrix.T @ (d[:, None] * matrix)
     # Blocks of 7 rows: 14 full blocks and a remainder of 2.
-    monkeypatch.setattr(_operator, "_GRAM_ROWS", 7)
-    out = _operator.weighted_gram(
-        jnp.asarray(matrix), jnp.asarray(d), single_precision=single
+    out = weighted_gram(
+        jnp.asarray(matrix), jnp.asarray(d), single_precision=single, block_rows=7
     )
     np.testing.assert_allclose(out, expected, rtol=1e-6 if single else 1e-13)

@@ -209,7 +209,7 @@ def test_two_dimensional_product_grid():
     model = BivariateMeans(jnp.array(np.log(0.8)))
     data = {"x": x}
     value, info = spmle.profile_loglik(model, data, grid)
-    L = np.asarray(model.log_cond_lik(spmle.model.as_data(data), grid.points))
+    L = np.asarray(model.log_cond_lik(spmle.contract.as_data(data), grid.points))
     assert L.shape == (400, 49)
     assert float(value) == pytest.approx(
         400 * mean_loglik(L, clarabel_npmle(L)), rel=1e-9
@@ -268,10 +268,10 @@ def test_bad_groups_and_weights(setup):
         )
 
 
-def test_chunked_derivatives_at_the_optimum(setup, monkeypatch):
+def test_chunked_derivatives_at_the_optimum(setup):
     """The row-chunked value, gradient and Hessian at known optimal weights (what
     `fit` uses at the estimate) equal autodiff through the solves."""
-    from spmle import _chunks, _profile_derivatives
+    from spmle.profile._derivatives import chunked_derivatives
 
     model, data, groups, weights = setup
     f = jax.jit(
@@ -289,14 +289,14 @@ def test_chunked_derivatives_at_the_optimum(setup, monkeypatch):
     hessian = jax.jit(jax.hessian(lambda t: f(t)[0]))(theta)
     grad = jax.grad(lambda t: f(t)[0])(theta)
     # 7 rows per chunk: many chunks, the last one padded.
-    monkeypatch.setattr(_chunks, "CHUNK_ENTRIES", 7 * GRID.size)
-    out = jax.jit(_profile_derivatives.chunked_derivatives, static_argnums=0)(
+    out = jax.jit(chunked_derivatives, static_argnums=(0, 6))(
         lambda t, d: _with_theta(model, t).log_cond_lik(d, GRID),
         theta,
         data,
         weights,
         jnp.asarray(groups),
         info.probs,
+        7,
     )
     assert float(out[0]) == pytest.approx(float(value), rel=1e-13)
     np.testing.assert_allclose(out[1], grad, rtol=1e-10, atol=1e-10 * abs(grad).max())
@@ -305,19 +305,16 @@ def test_chunked_derivatives_at_the_optimum(setup, monkeypatch):
 
 
 @pytest.mark.parametrize("grouped", [False, True])
-def test_optimiser_objective_value_gradient_and_info(setup, monkeypatch, grouped):
+def test_optimiser_objective_value_gradient_and_info(setup, grouped):
     """`fit`'s objective (one (n, m) array, chunked envelope gradient) gives the
     value, gradient and inner solutions of `profile_loglik`, with groups, weights
     and a padded last chunk."""
-    from spmle import _chunks, _params
-    from spmle._params import ModelLogLik
-    from spmle._profile_objective import profile_objective
-
     model, data, labels, weights = setup
     groups = spmle.Groups.from_labels(labels) if grouped else None
     labels = jnp.asarray(labels if grouped else np.zeros(N, int))
-    params, static = _params.split(model)
-    flat, unflatten = _params.flatten(params)
+    params = spmle.estimation.parameters(model)
+    static = eqx.partition(model, eqx.is_inexact_array)[1]
+    flat, unflatten = spmle.estimation.flatten(params)
 
     def reference(flat):
         return spmle.profile_loglik(
@@ -331,21 +328,15 @@ def test_optimiser_objective_value_gradient_and_info(setup, monkeypatch, grouped
         )
 
     (value, info), grad = jax.value_and_grad(reference, has_aux=True)(flat)
-    # 7 rows per chunk: many chunks, the last one padded.
-    monkeypatch.setattr(_chunks, "CHUNK_ENTRIES", 7 * GRID.size)
     num_groups = info.probs.shape[0]
+    # 7 rows per chunk: many chunks, the last one padded.
+    problem = spmle.estimation.ProfileProblem.build(
+        model, data, GRID, groups=groups, weights=weights, solver=TIGHT, chunk_rows=7
+    )
 
     def objective(flat):
-        return profile_objective(
-            ModelLogLik(static, unflatten),
-            flat,
-            data,
-            GRID,
-            weights,
-            labels,
-            groups,
-            TIGHT,
-            jnp.zeros((num_groups, GRID.size)),
+        return problem.search_loglik(
+            unflatten(flat), jnp.zeros((num_groups, GRID.size))
         )
 
     (out, out_info), out_grad = jax.jit(jax.value_and_grad(objective, has_aux=True))(

@@ -1,35 +1,60 @@
-"""spmle: semiparametric maximum likelihood in JAX."""
+"""spmle: semiparametric maximum likelihood in JAX.
 
-from . import compat as compat, models as models, simulate as simulate
-from ._profile_derivatives import (
-    ProfileDerivatives as ProfileDerivatives,
-    profile_derivatives as profile_derivatives,
+The layers, read top to bottom as the call path of `fit`: `estimation` (theta) ->
+`profile` (L*(theta)) -> `npmle` (F for one likelihood) -> the likelihood
+operators; `inference` turns an estimate into uncertainty; `contract` is what a
+user writes; `models` are ready ones. See docs/architecture.md.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import (
+    compat as compat,
+    estimation as estimation,
+    models as models,
+    simulate as simulate,
 )
-from ._status import RESULTS as RESULTS
-from ._warnings import (
+from ._internal import (
     ConvergenceWarning as ConvergenceWarning,
     GridWarning as GridWarning,
     HessianWarning as HessianWarning,
 )
-from .fit import fit as fit
-from .inner import (
+from .contract import (
+    AbstractModel as AbstractModel,
+    AbstractParametricModel as AbstractParametricModel,
+    Grid as Grid,
+    Groups as Groups,
+)
+from .estimation import fit as fit, fit_mle as fit_mle
+from .inference import (
+    AbstractCovariance as AbstractCovariance,
+    Estimate as CovarianceEstimate,
+    Evidence as CovarianceEvidence,
+    MixingDistribution as MixingDistribution,
+    Results as Results,
+    covariance_types as covariance_types,
+    register_covariance as register_covariance,
+)
+from .npmle import (
     EM as EM,
+    RESULTS as RESULTS,
     AbstractLikelihoodOperator as AbstractLikelihoodOperator,
     AbstractNPMLESolver as AbstractNPMLESolver,
     DenseLikelihood as DenseLikelihood,
     MixSQP as MixSQP,
     NPMLESolution as NPMLESolution,
+    RowChunkedLikelihood as RowChunkedLikelihood,
     npmle as npmle,
 )
-from .mixing import MixingDistribution as MixingDistribution
-from .mle import fit_mle as fit_mle
-from .model import (
-    AbstractModel as AbstractModel,
-    Grid as Grid,
-    Groups as Groups,
+from .profile import (
+    ProfileDerivatives as ProfileDerivatives,
+    ProfileInfo as ProfileInfo,
+    profile_derivatives as profile_derivatives,
+    profile_loglik as profile_loglik,
 )
-from .profile import ProfileInfo as ProfileInfo, profile_loglik as profile_loglik
-from .results import Results as Results
 
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("spmle")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"

@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._status import RESULTS
-from .inner import MixSQP, npmle
+from .npmle import RESULTS, MixSQP, npmle
 from .simulate import normal_means
 
 

@@ -14,8 +14,8 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from .inner import AbstractNPMLESolver, MixSQP
-from .model import AbstractModel, nobs
+from .contract import AbstractModel, nobs
+from .npmle import AbstractNPMLESolver, MixSQP
 from .profile import profile_loglik
 
 

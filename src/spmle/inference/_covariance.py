@@ -1,10 +1,23 @@
-"""Covariance estimators for theta from the observed profile information."""
+"""Covariance estimators for theta: small strategies in a registry.
 
+An estimator is a final equinox Module whose fields are its keywords (the cluster
+ids, the number of bootstrap draws, the PRNG key); `estimate(evidence)` turns the
+evidence of a fit (Hessian, scores, refits) into a covariance. Adding one is one
+class with `@register_covariance("name")`; `spmle.fit(cov_type="name", ...)` then
+builds it from the keywords it names.
+"""
+
+import abc
+import dataclasses
 import warnings
+from collections.abc import Callable
+from typing import Any, ClassVar
 
+import equinox as eqx
+import jax
 import numpy as np
 
-from .._warnings import HessianWarning
+from .._internal import ConvergenceWarning, HessianWarning
 
 
 # Above this condition number the inverse information is numerically meaningless.
@@ -33,25 +46,195 @@ def inverse_information(hessian: np.ndarray, names: list[str]) -> np.ndarray:
             "Standard errors are NaN: the parameters may not be identified, or the fit "
             "may not be at a maximum.",
             HessianWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         return np.full_like(information, np.nan)
     return (vectors / values) @ vectors.T
 
 
-def meat(scores: np.ndarray, clusters: np.ndarray | None = None) -> np.ndarray:
-    """`J = sum_i s_i s_i'`, or over cluster sums with the `G/(G-1)` correction."""
-    if clusters is None:
-        return scores.T @ scores
+def cluster_sums(rows: np.ndarray, clusters) -> np.ndarray:
+    """(C, k) sums of the (n, k) `rows` within each cluster."""
     labels, inverse = np.unique(np.asarray(clusters), return_inverse=True)
-    if labels.size < 2:
-        raise ValueError("cluster-robust covariance needs at least two clusters.")
-    sums = np.zeros((labels.size, scores.shape[1]))
-    np.add.at(sums, inverse, scores)
-    return labels.size / (labels.size - 1) * sums.T @ sums
+    sums = np.zeros((labels.size, rows.shape[1]))
+    np.add.at(sums, inverse, rows)
+    return sums
 
 
 def sandwich(bread: np.ndarray, filling: np.ndarray) -> np.ndarray:
     """`B J B` (symmetrised)."""
     out = bread @ filling @ bread
     return 0.5 * (out + out.T)
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """What a fit hands a covariance estimator.
+
+    Attributes:
+        names: the k parameter names.
+        hessian: (k, k) Hessian of the total log-likelihood at the estimate.
+        bread: (k, k) `(-hessian)^-1` (NaN if not negative definite).
+        scores: `() -> (n, k)` per-observation scores (computed on first use).
+        refit: `(multipliers (B, n)) -> (draws (B, k), converged (B,))`: refits
+            under observation weights scaled by each row of `multipliers`.
+        weights: (n,) the observation weights.
+    """
+
+    names: list[str]
+    hessian: np.ndarray
+    bread: np.ndarray
+    scores: Callable[[], np.ndarray]
+    refit: Callable[[Any], tuple[np.ndarray, np.ndarray]]
+    weights: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """A covariance estimator's answer: `cov` (k, k), the bootstrap `draws`
+    (B, k) or None, and `keywords` that `Results` records and `summary()` shows."""
+
+    cov: np.ndarray
+    draws: np.ndarray | None = None
+    keywords: dict = dataclasses.field(default_factory=dict)
+
+
+class AbstractCovariance(eqx.Module):
+    """A covariance estimator; its fields are its keywords.
+
+    `influence(rows)` says how per-observation influences combine (cluster sums
+    for a cluster-robust estimator); the delta method uses it.
+    """
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def estimate(self, evidence: Evidence) -> Estimate:
+        """The covariance of the estimate from the fit's `evidence`."""
+
+    def influence(self, rows: np.ndarray) -> np.ndarray:
+        """(n, k) per-observation influences as the independent units' sums."""
+        return rows
+
+    @classmethod
+    def from_options(cls, options: dict) -> "AbstractCovariance":
+        """Build from `fit`'s keywords: the fields this estimator has."""
+        return cls(**{f.name: options[f.name] for f in dataclasses.fields(cls)})
+
+
+_REGISTRY: dict[str, type[AbstractCovariance]] = {}
+
+
+def register_covariance(name: str):
+    """Class decorator: make an estimator available as `fit(cov_type=name)`.
+
+    Example:
+        >>> import numpy as np, spmle
+        >>> @spmle.register_covariance("scaled_hessian")
+        ... class ScaledHessian(spmle.AbstractCovariance):
+        ...     factor: float
+        ...     def estimate(self, evidence):
+        ...         return spmle.CovarianceEstimate(
+        ...             self.factor * evidence.bread, keywords={"factor": self.factor})
+        >>> "scaled_hessian" in spmle.covariance_types()
+        True
+    """
+
+    def register(cls):
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return register
+
+
+def covariance_types() -> tuple[str, ...]:
+    """The registered `cov_type` names."""
+    return tuple(_REGISTRY)
+
+
+def covariance_estimator(cov_type, **options) -> AbstractCovariance:
+    """The estimator for `cov_type` (a registered name, or an estimator itself),
+    built from the keywords it needs among `options`."""
+    if isinstance(cov_type, AbstractCovariance):
+        return cov_type
+    if cov_type not in _REGISTRY:
+        raise ValueError(
+            f"cov_type={cov_type!r}: use one of {', '.join(_REGISTRY)} (or register "
+            "one with `spmle.register_covariance`)."
+        )
+    cls = _REGISTRY[cov_type]
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in options]
+    if missing:
+        raise TypeError(
+            f"cov_type={cov_type!r} needs the keyword(s) {', '.join(missing)}."
+        )
+    return cls.from_options(options)
+
+
+@register_covariance("hessian")
+class Hessian(AbstractCovariance):
+    """The inverse observed (profile) information `(-H)^-1`."""
+
+    def estimate(self, evidence):
+        return Estimate(evidence.bread)
+
+
+@register_covariance("sandwich")
+class Sandwich(AbstractCovariance):
+    """`I^-1 J I^-1` with `J = sum_i s_i s_i'` from the per-observation scores."""
+
+    def estimate(self, evidence):
+        scores = evidence.scores()
+        return Estimate(sandwich(evidence.bread, scores.T @ scores))
+
+
+@register_covariance("cluster")
+class Cluster(AbstractCovariance):
+    """The sandwich over cluster sums of the scores, times `C / (C - 1)`."""
+
+    clusters: Any
+
+    def __check_init__(self):
+        if self.clusters is None:
+            raise ValueError(
+                "cov_type='cluster' needs `clusters`: one cluster id per row."
+            )
+
+    def influence(self, rows):
+        return cluster_sums(rows, self.clusters)
+
+    def estimate(self, evidence):
+        sums = self.influence(evidence.scores())
+        count = sums.shape[0]
+        if count < 2:
+            raise ValueError("cluster-robust covariance needs at least two clusters.")
+        filling = count / (count - 1) * sums.T @ sums
+        return Estimate(sandwich(evidence.bread, filling), keywords={"clusters": count})
+
+
+@register_covariance("bootstrap")
+class Bootstrap(AbstractCovariance):
+    """The covariance of refits under exponential observation weights (the
+    Bayesian bootstrap), warm-started at the estimate."""
+
+    bootstrap_draws: int
+    key: Any
+
+    def estimate(self, evidence):
+        if self.key is None:
+            raise ValueError("cov_type='bootstrap' needs an explicit PRNG `key`.")
+        n, k = evidence.weights.shape[0], len(evidence.names)
+        multipliers = jax.random.exponential(
+            self.key, (self.bootstrap_draws, n), dtype=evidence.bread.dtype
+        )
+        draws, ok = evidence.refit(multipliers)
+        if not ok.all():
+            warnings.warn(
+                f"{(~ok).sum()} of {ok.size} bootstrap refits did not converge and "
+                "are left out.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+        draws = draws[ok]
+        keywords = {"draws": int(ok.size), "failed refits": int((~ok).sum())}
+        return Estimate(np.cov(draws.T).reshape(k, k), draws, keywords)

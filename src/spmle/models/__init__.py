@@ -1,3 +1,3 @@
-"""Ready models."""
+"""Ready models, one file each."""
 
-from .linear_factor import LinearFactor as LinearFactor
+from ._linear_factor import LinearFactor as LinearFactor

@@ -1,0 +1,276 @@
+"""`fit`: the semiparametric MLE, maximising the profile log-likelihood."""
+
+import warnings
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from .._internal import GridWarning, ModelLogLik, flatten, split
+from ..contract import AbstractModel, Groups
+from ..inference import MixingDistribution, Results, covariance_estimator
+from ..npmle import AbstractNPMLESolver, MixSQP
+from ..profile import (
+    derivatives_at,
+    group_labels,
+    groups_at_optimum,
+    likelihood,
+    prepare_inputs,
+    profile_loglik,
+    profile_objective,
+    solve_groups,
+)
+from ._infer import Description, infer
+from ._minimise import GTOL
+from ._optimise import optimise
+from ._problem import AbstractProblem
+
+
+class ProfileProblem(AbstractProblem):
+    """The semiparametric problem: theta by the profile likelihood, F per group.
+
+    Build it with `ProfileProblem.build(model, data, support, ...)`, also inside
+    `jit` or `vmap` (e.g. over simulated data sets), and hand it to
+    `spmle.estimation.minimise`.
+    """
+
+    static: object
+    data: dict
+    weights: Float[Array, " n"]
+    points: Float[Array, "m *d"]
+    groups: Groups | None
+    labels: Int[Array, " n"]
+    solver: AbstractNPMLESolver
+    # Each group's optimal weights at the parameters being differentiated: set by
+    # `at_optimum`, so that derivatives at the estimate need no inner solve.
+    optimum: Float[Array, "G m"] | None = None
+    chunk_rows: int | None = eqx.field(static=True, default=None)
+
+    @classmethod
+    def build(
+        cls,
+        model: AbstractModel,
+        data,
+        support,
+        *,
+        groups=None,
+        weights: Float[Array, " n"] | None = None,
+        solver: AbstractNPMLESolver = MixSQP(),
+        chunk_rows: int | None = None,
+    ) -> "ProfileProblem":
+        """The problem of `spmle.fit(model, data, support, ...)` (the model only
+        gives the structure; its parameter values are not used)."""
+        data, n, points, groups, weights = prepare_inputs(
+            data, support, groups, weights
+        )
+        static = split(model)[1]
+        labels = group_labels(groups, n)
+        return cls(
+            static, data, weights, points, groups, labels, solver, None, chunk_rows
+        )
+
+    def loglik(self, params, warm=None):
+        if self.optimum is None:
+            return profile_loglik(
+                self.model(params),
+                self.data,
+                self.points,
+                groups=self.groups,
+                weights=self.weights,
+                solver=self.solver,
+                throw=False,
+                init=warm,
+            )
+        return jnp.sum(self._optimal(params)[2]), None
+
+    def _log_lik_fn(self, unflatten) -> ModelLogLik:
+        return ModelLogLik(self.static, unflatten, self.points)
+
+    def search_loglik(self, params, warm=None):
+        if self.optimum is not None:
+            return self.loglik(params, warm)
+        # One (n, m) array instead of two: see `spmle.profile._objective`.
+        flat, unflatten = flatten(params)
+        return profile_objective(
+            self._log_lik_fn(unflatten),
+            flat,
+            self.data,
+            self.weights,
+            self.labels,
+            self.groups,
+            self.solver,
+            self.warm_start(None) if warm is None else warm,
+            self.chunk_rows,
+        )
+
+    def derivatives(self, flat, unflatten):
+        if self.optimum is None:
+            return super().derivatives(flat, unflatten)
+        # In row chunks: memory independent of n (see `spmle.profile_derivatives`).
+        return derivatives_at(
+            self._log_lik_fn(unflatten),
+            flat,
+            self.data,
+            self.weights,
+            self.labels,
+            self.optimum,
+            self.chunk_rows,
+        )
+
+    def newton_tol(self):
+        # The inner certificate bounds the accuracy of the profile likelihood and
+        # its derivatives: a smaller Newton step is below what they resolve.
+        return self.solver.tol
+
+    def warm_start(self, aux):
+        if aux is None:
+            # Zeros mean "cold": the solver takes EM steps from uniform weights.
+            num_groups = 1 if self.groups is None else self.groups.num_groups
+            return jnp.asarray(np.zeros((num_groups, self.points.shape[0])))
+        return aux.probs
+
+    def at_optimum(self, aux):
+        return eqx.tree_at(
+            lambda p: p.optimum, self, aux.probs, is_leaf=lambda x: x is None
+        )
+
+    def _optimal(self, params):
+        """`(op, probs (G, m), loglik (G,))` at `params`."""
+        op = likelihood(self.model(params), self.data, self.points, self.weights)
+        optimum = self.optimum
+        if optimum is None:
+            optimum = solve_groups(op, self.weights, self.groups, self.solver).probs
+        probs, loglik = groups_at_optimum(op, self.weights, optimum, self.groups)
+        return op, probs, loglik
+
+    def probs(self, params):
+        """(G, m) optimal weights at `params`, differentiable in `params` and in
+        the observation weights."""
+        return self._optimal(params)[1]
+
+    def contributions(self, params):
+        op, probs, _ = self._optimal(params)
+        mixture = op.grouped_mv(probs, self.labels)
+        return self.weights * (op.row_max + jnp.log(mixture))
+
+    def describe(self, aux) -> Description:
+        """The estimated F and the state of the inner solves at the estimate."""
+        probs = np.asarray(aux.probs)
+        points = np.asarray(self.points)
+        inner_ok = bool(aux.converged)
+        failed = int(np.sum(~np.asarray(aux.solutions.converged)))
+        if inner_ok:
+            inner = (
+                f"all {probs.shape[0]} certified (max KKT violation "
+                f"{float(jnp.max(aux.kkt_violation)):.1e})"
+            )
+        else:
+            inner = f"{failed} of {probs.shape[0]} not certified"
+        return Description(
+            mixing=MixingDistribution(points, probs),
+            df_mixing=int(np.sum(probs > 0) - probs.shape[0]),
+            num_groups=probs.shape[0],
+            grid_size=int(points.shape[0]),
+            inner_converged=inner_ok,
+            inner_message=inner,
+        )
+
+
+def _edge_points(points: np.ndarray) -> np.ndarray:
+    if points.ndim == 1:
+        return (points == points.min()) | (points == points.max())
+    return np.any(
+        (points == points.min(axis=0)) | (points == points.max(axis=0)), axis=1
+    )
+
+
+def fit(
+    model0: AbstractModel,
+    data,
+    support,
+    *,
+    groups=None,
+    weights: Float[Array, " n"] | None = None,
+    solver: AbstractNPMLESolver = MixSQP(),
+    optimizer=None,
+    max_steps: int = 1000,
+    starts: Sequence[AbstractModel] = (),
+    cov_type="hessian",
+    clusters=None,
+    bootstrap_draws: int = 199,
+    key=None,
+    gtol: float = GTOL,
+) -> Results:
+    """Semiparametric maximum likelihood: theta by the profile likelihood, F on a grid.
+
+    Maximises `L*(theta) = sum_g max_{p_g} sum_{i in g} w_i log sum_k exp(l_ik) p_gk`
+    over the model's parameters (its floating array fields) with a jit-compiled
+    optimistix minimiser on `-L*/sum(w)`, then polishes with Newton steps on the
+    exact profile Hessian.
+
+    Args:
+        model0: the starting model (an `spmle.AbstractModel`).
+        data: dict of arrays with leading axis n, or a pandas DataFrame.
+        support: (m,) or (m, d) support points, or an `spmle.Grid`.
+        groups: optional (n,) integer labels `0..G-1`: one F per group.
+        weights: optional (n,) nonnegative observation weights.
+        solver: the inner NPMLE strategy.
+        optimizer: an optimistix minimiser (default `optx.BFGS(rtol=1e-8,
+            atol=1e-8)`).
+        max_steps: outer iterations per start.
+        starts: further starting models; the fit with the highest `llf` is kept.
+        cov_type: `"hessian"` (inverse observed profile information), `"sandwich"`,
+            `"cluster"` (with `clusters`), `"bootstrap"` (exponential weights,
+            `bootstrap_draws` refits vmapped and warm-started at the estimate, with
+            the PRNG `key`), a name registered with `spmle.register_covariance`, or
+            an `spmle.AbstractCovariance` instance.
+        clusters: (n,) cluster ids for `cov_type="cluster"`.
+        gtol: the optimiser also stops once every entry of the mean gradient is
+            below `gtol`; Newton steps finish from there.
+
+    Returns:
+        `spmle.Results` with `params`, `bse`, `cov_params()`, `conf_int()`,
+        `summary()`, the fitted `model` and the estimated `mixing` distribution.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, spmle
+        >>> jax.config.update("jax_enable_x64", True)
+        >>> truth = spmle.models.LinearFactor(jnp.array([1.5, 0.3]), jnp.zeros(3))
+        >>> data = truth.simulate(jax.random.key(0), jnp.array([-3.0, 0.0, 5.0]),
+        ...                       jnp.array([0.3, 0.5, 0.2]), 1000)
+        >>> start = spmle.models.LinearFactor(jnp.array([1.0, 1.0]), jnp.zeros(3))
+        >>> res = spmle.fit(start, data, spmle.Grid.evenly_spaced(-6, 6, 75))
+        >>> res.converged, res.params.index[0]
+        (True, 'loadings[0]')
+    """
+    covariance = covariance_estimator(
+        cov_type, clusters=clusters, bootstrap_draws=bootstrap_draws, key=key
+    )
+    problem = ProfileProblem.build(
+        model0, data, support, groups=groups, weights=weights, solver=solver
+    )
+    # Fail early, with a message naming rows, on a bad model or data at the start.
+    likelihood(model0, problem.data, problem.points, problem.weights)
+    run = optimise(problem, model0, starts, optimizer, max_steps, gtol=gtol)
+    description = problem.describe(run.aux)
+    probs, points = description.mixing.probs, np.asarray(problem.points)
+    edge = _edge_points(points)
+    if np.any(probs[:, edge] > 1e-8):
+        warnings.warn(
+            "the estimated mixing distribution puts mass "
+            f"{probs[:, edge].sum(axis=1).max():.3g} on the edge of the grid: the grid "
+            "may be too narrow; widen it and refit.",
+            GridWarning,
+            stacklevel=2,
+        )
+    unflatten = flatten(run.params)[1]
+    return infer(
+        problem,
+        run,
+        covariance,
+        method="profile maximum likelihood (NPMLE of F)",
+        description=description,
+        latent_weights=lambda problem, flat: problem.probs(unflatten(flat)),
+    )

@@ -1,0 +1,246 @@
+"""Results of a fit: estimates, covariance, tables; every table from `tidy()`."""
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+from ._mixing import MixingDistribution
+
+
+def _normal_two_sided_p(z: np.ndarray) -> np.ndarray:
+    return np.vectorize(lambda t: math.erfc(abs(t) / math.sqrt(2.0)))(z)
+
+
+def _normal_quantile(p: float) -> float:
+    # The standard library's inverse normal CDF (Wichura's AS241, ~1e-16).
+    return NormalDist().inv_cdf(p)
+
+
+class Results:
+    """Estimates with inference, in the statsmodels style.
+
+    Attributes:
+        params: pandas Series of estimates, named from the model's fields.
+        bse, tvalues, pvalues: standard errors, z statistics, two-sided p-values.
+        llf: the maximised (profile) log-likelihood, a total.
+        nobs: number of observations n.
+        converged: True when the outer optimiser and every inner solve converged.
+        model: the fitted model (an equinox Module).
+        mixing: the estimated `MixingDistribution` (None for parametric fits).
+        hessian: the Hessian of `llf` in the parameters (DataFrame).
+        cov_type: "hessian", "sandwich", "cluster", "bootstrap" or a registered
+            estimator's name.
+        cov_kwds: dict of the covariance's keywords (number of clusters, draws,
+            failed refits), shown by `summary()`.
+        optimizer_info: dict with the outer status, steps and gradient norm.
+        bootstrap_draws: (B, k) DataFrame of the converged bootstrap refits
+            (`cov_type="bootstrap"` only, else None).
+    """
+
+    def __init__(
+        self,
+        *,
+        model,
+        params: pd.Series,
+        cov: np.ndarray,
+        cov_type: str,
+        cov_kwds: dict | None = None,
+        llf: float,
+        nobs: int,
+        df_mixing: int,
+        hessian: np.ndarray,
+        converged: bool,
+        optimizer_info: dict,
+        method: str,
+        mixing: MixingDistribution | None = None,
+        num_groups: int = 1,
+        grid_size: int | None = None,
+        delta=None,
+        draws: np.ndarray | None = None,
+    ):
+        names = list(params.index)
+        self.model = model
+        self.params = params
+        self._cov = pd.DataFrame(cov, index=names, columns=names)
+        self.cov_type = cov_type
+        self.cov_kwds = dict(cov_kwds or {})
+        self.llf = float(llf)
+        self.nobs = int(nobs)
+        self.df_mixing = int(df_mixing)
+        self.hessian = pd.DataFrame(hessian, index=names, columns=names)
+        self.converged = bool(converged)
+        self.optimizer_info = optimizer_info
+        self.method = method
+        self.mixing = mixing
+        self.num_groups = num_groups
+        self.grid_size = grid_size
+        self._delta = delta
+        self.bootstrap_draws = (
+            None if draws is None else pd.DataFrame(draws, columns=names)
+        )
+
+    def cov_params(self) -> pd.DataFrame:
+        """The estimated covariance matrix of `params`."""
+        return self._cov.copy()
+
+    @property
+    def bse(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self._cov.to_numpy())), self.params.index)
+
+    @property
+    def tvalues(self) -> pd.Series:
+        return self.params / self.bse
+
+    @property
+    def pvalues(self) -> pd.Series:
+        return pd.Series(
+            _normal_two_sided_p(self.tvalues.to_numpy()), self.params.index
+        )
+
+    @property
+    def bootstrap_bias(self) -> pd.Series:
+        """The bootstrap estimate of the bias, `mean(draws) - params`."""
+        return self._draws("bootstrap_bias").mean() - self.params
+
+    def _draws(self, what: str) -> pd.DataFrame:
+        if self.bootstrap_draws is None:
+            raise ValueError(
+                f"{what} needs bootstrap draws: fit with cov_type='bootstrap' (and a "
+                "PRNG `key`)."
+            )
+        return self.bootstrap_draws
+
+    def conf_int(self, alpha: float = 0.05, kind: str = "wald") -> pd.DataFrame:
+        """Two-sided `1 - alpha` intervals, one row per parameter.
+
+        `kind`:
+            `"wald"`: `params +- z_{1-alpha/2} bse`, with this fit's covariance.
+            `"bias_corrected"`: the Wald interval around `params - bootstrap_bias`.
+            `"basic"`: `2 params - q_{1-alpha/2}` to `2 params - q_{alpha/2}`, with
+                `q` the bootstrap quantiles (it corrects for bias too).
+            `"percentile"`: the bootstrap quantiles `q_{alpha/2}` to `q_{1-alpha/2}`.
+        All but `"wald"` need `cov_type="bootstrap"`. The semiparametric MLE of a
+        noise scale can be biased by a sizeable fraction of its standard error in
+        samples of a few thousand (docs/inference.md): the bias-corrected
+        intervals then cover better than the Wald ones.
+        """
+        z = _normal_quantile(1 - alpha / 2)
+        if kind in ("wald", "bias_corrected"):
+            centre = self.params
+            if kind == "bias_corrected":
+                centre = self.params - self.bootstrap_bias
+            return pd.DataFrame(
+                {"lower": centre - z * self.bse, "upper": centre + z * self.bse}
+            )
+        if kind not in ("basic", "percentile"):
+            raise ValueError(
+                f"kind={kind!r}: use 'wald', 'bias_corrected', 'basic' or 'percentile'."
+            )
+        draws = self._draws(f"kind={kind!r}")
+        low, high = draws.quantile(alpha / 2), draws.quantile(1 - alpha / 2)
+        if kind == "percentile":
+            return pd.DataFrame({"lower": low, "upper": high})
+        return pd.DataFrame(
+            {"lower": 2 * self.params - high, "upper": 2 * self.params - low}
+        )
+
+    @property
+    def df_model(self) -> int:
+        """Parameters counted by `aic`/`bic`: theta plus the free mixture weights."""
+        return self.params.size + self.df_mixing
+
+    @property
+    def aic(self) -> float:
+        return -2 * self.llf + 2 * self.df_model
+
+    @property
+    def bic(self) -> float:
+        return -2 * self.llf + math.log(self.nobs) * self.df_model
+
+    def tidy(self, alpha: float = 0.05, kind: str = "wald") -> pd.DataFrame:
+        """One row per parameter: estimate, std. error, z, p and the interval
+        (of `kind`, see `conf_int`)."""
+        interval = self.conf_int(alpha, kind)
+        return pd.DataFrame(
+            {
+                "estimate": self.params,
+                "std_error": self.bse,
+                "z": self.tvalues,
+                "p_value": self.pvalues,
+                "ci_lower": interval["lower"],
+                "ci_upper": interval["upper"],
+            }
+        )
+
+    def summary(self, alpha: float = 0.05, kind: str = "wald") -> str:
+        """A text table with a header, built from `tidy(alpha, kind)`."""
+        info = self.optimizer_info
+        header = [
+            ("Model", type(self.model).__name__),
+            ("Method", self.method),
+            ("Observations", f"{self.nobs:,}"),
+            ("Log-likelihood", f"{self.llf:.6f}"),
+            ("AIC / BIC", f"{self.aic:.3f} / {self.bic:.3f}"),
+            ("Covariance", self._covariance_label()),
+        ]
+        if kind != "wald":
+            header.append(("Intervals", kind.replace("_", "-")))
+        if self.mixing is not None:
+            header += [
+                ("Groups", str(self.num_groups)),
+                ("Grid size", str(self.grid_size)),
+            ]
+        status = "yes" if self.converged else "NO"
+        header.append(
+            (
+                "Converged",
+                f"{status} ({info['status']}, {info['steps']} steps, "
+                f"|grad| = {info['grad_norm']:.2e})",
+            )
+        )
+        if "inner" in info:
+            header.append(("Inner solves", info["inner"]))
+        width = max(len(k) for k, _ in header)
+        lines = [f"{k:<{width}}  {v}" for k, v in header]
+        table = self.tidy(alpha, kind)
+        level = f"{100 * (1 - alpha):g}%"
+        table.columns = ["coef", "std err", "z", "P>|z|", f"[{level}", "CI]"]
+        body = table.to_string(float_format=lambda x: f"{x:.6g}")
+        rule = "=" * max(len(body.splitlines()[0]), max(len(line) for line in lines))
+        return "\n".join([rule, *lines, rule, body, rule])
+
+    def _covariance_label(self) -> str:
+        if not self.cov_kwds:
+            return self.cov_type
+        shown = ", ".join(f"{k} = {v}" for k, v in self.cov_kwds.items())
+        return f"{self.cov_type} ({shown})"
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def delta_method(self, fn, names: list[str] | None = None) -> pd.DataFrame:
+        """Estimate and standard error of `fn(model, probs)` by the delta method.
+
+        `fn` takes the fitted model and the (G, m) mixing weights and returns a
+        scalar or a (k,) array (JAX code, differentiable). The standard error
+        accounts for the estimation of theta (with this fit's covariance) and of F
+        (through the influence of each observation on the optimal weights).
+        """
+        if self._delta is None:
+            raise ValueError("this fit has no delta method.")
+        estimate, cov = self._delta(fn)
+        estimate = np.atleast_1d(estimate)
+        se = np.sqrt(np.diag(np.atleast_2d(cov)))
+        index = names or [f"fn[{i}]" for i in range(estimate.size)]
+        z = _normal_quantile(0.975)
+        return pd.DataFrame(
+            {
+                "estimate": estimate,
+                "std_error": se,
+                "ci_lower": estimate - z * se,
+                "ci_upper": estimate + z * se,
+            },
+            index=index,
+        )

@@ -1,0 +1,36 @@
+"""The inner problem for one likelihood: certified mixture weights (the NPMLE).
+
+What the profile layer may use: the entry point `npmle` and its record, the
+operators, the solver strategies, and the seams below (a solve with exact
+derivatives, a solve without, the KKT derivative rule and the eager checks).
+"""
+
+from ._certificate import (
+    kkt_residuals as kkt_residuals,
+    likelihood_ratios as likelihood_ratios,
+)
+from ._implicit import (
+    at_optimum as at_optimum,
+    optimum_tangents as optimum_tangents,
+    weight_response as weight_response,
+)
+from ._npmle import npmle as npmle, solve as solve, solve_weights as solve_weights
+from ._operator import (
+    AbstractLikelihoodOperator as AbstractLikelihoodOperator,
+    DenseLikelihood as DenseLikelihood,
+    RowChunkedLikelihood as RowChunkedLikelihood,
+    materialise as materialise,
+    shifted_likelihood as shifted_likelihood,
+    weighted_gram as weighted_gram,
+)
+from ._solution import NPMLESolution as NPMLESolution, RESULTS as RESULTS
+from ._validate import (
+    check_values_eagerly as check_values_eagerly,
+    host_row_max as host_row_max,
+    invalid_flag as invalid_flag,
+)
+from .solvers import (
+    EM as EM,
+    AbstractNPMLESolver as AbstractNPMLESolver,
+    MixSQP as MixSQP,
+)

@@ -1,0 +1,86 @@
+"""The strategy interface shared by the NPMLE solvers."""
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+from .._certificate import certify
+from .._operator import AbstractLikelihoodOperator
+from .._solution import NPMLESolution
+
+
+def starting_point(op, w, x0, cold_start):
+    """Where a solver starts: near `x0` (e.g. the optimum at nearby parameters),
+    or `cold_start(uniform)` when `x0` is None or not a distribution.
+
+    A warm start mixes in 1% of the uniform distribution: weights that `x0` sets
+    to zero may be needed now, and every observation must keep a positive
+    likelihood.
+    """
+    m = op.shape[1]
+    uniform = jnp.full(m, 1.0 / m, w.dtype)
+    if x0 is None:
+        return cold_start(uniform)
+    total = jnp.sum(x0)
+    usable = jnp.all(jnp.isfinite(x0)) & jnp.all(x0 >= 0) & (total > 0)
+    return jax.lax.cond(
+        usable,
+        lambda: 0.99 * x0 / total + 0.01 * uniform,
+        lambda: cold_start(uniform),
+    )
+
+
+class AbstractNPMLESolver(eqx.Module):
+    """A strategy that solves `max_{p in simplex} sum_i w_i log (A p)_i`.
+
+    Subclasses hold their hyperparameters as fields and implement `solve`, which
+    ends with `self.finish(...)`: the certificate and the solution record. The
+    fields `tol`, `max_steps` and `support_threshold` define the certificate: a
+    solution is accepted when `max_k (d_k - 1) <= tol` and `|d_k - 1| <= tol` for
+    every `p_k > support_threshold`.
+    """
+
+    tol: eqx.AbstractVar[float]
+    max_steps: eqx.AbstractVar[int]
+    support_threshold: eqx.AbstractVar[float]
+
+    @abc.abstractmethod
+    def solve(
+        self,
+        op: AbstractLikelihoodOperator,
+        weights: Float[Array, " n"],
+        x0: Float[Array, " m"] | None = None,
+    ) -> NPMLESolution:
+        """Solve for the observation weights `weights` (nonnegative, any scale) and
+        the row-shifted `op`, from the weights `x0` when given (see
+        `starting_point`); no derivatives run through here.
+
+        Must terminate promptly when `op` or `weights` holds NaN (invalid input is
+        flagged in the record, not replaced).
+        """
+
+    def finish(
+        self,
+        op: AbstractLikelihoodOperator,
+        weights: Float[Array, " n"],
+        x: Float[Array, " m"],
+        num_steps: Int[Array, ""],
+        num_qp_steps: Int[Array, ""],
+        stagnated: Bool[Array, ""],
+    ) -> NPMLESolution:
+        """The solution record of the final iterate `x` (nonnegative, not
+        necessarily normalised); `stagnated` says the solver stopped because it
+        could make no progress."""
+        return certify(
+            op,
+            weights,
+            x,
+            num_steps=num_steps,
+            num_qp_steps=num_qp_steps,
+            stagnated=stagnated,
+            tol=self.tol,
+            support_threshold=self.support_threshold,
+        )

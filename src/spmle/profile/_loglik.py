@@ -1,0 +1,219 @@
+"""The profile log-likelihood `L*(theta) = sum_g max_{p_g} sum_{i in g} w_i log l_i`.
+
+Its value and all its derivatives come from one function: the gradient is the
+envelope theorem (one reverse pass through `log_cond_lik` at the optimal weights,
+no Jacobian tensor), and second derivatives include the response of the optimal
+weights through the inner solve's KKT-based custom JVP, so `jax.hessian` is the
+true profile Hessian `C - B' H^-1 B`.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float
+
+from .._internal import (
+    ModelLogLik,
+    as_weights,
+    compiled,
+    flatten,
+    is_concrete,
+    require_x64,
+    split,
+)
+from ..contract import AbstractModel, as_data, as_support, nobs
+from ..npmle import (
+    RESULTS,
+    AbstractLikelihoodOperator,
+    AbstractNPMLESolver,
+    DenseLikelihood,
+    MixSQP,
+    NPMLESolution,
+    RowChunkedLikelihood,
+    check_values_eagerly,
+)
+from ._groups import as_groups, groups_at_optimum, solve_groups
+
+
+class ProfileInfo(eqx.Module):
+    """Auxiliary output of `profile_loglik`: the inner solves, one per group
+    (G = 1 without groups), as one `NPMLESolution` with a leading group axis.
+
+    Attributes:
+        solutions: the (G,)-batched `NPMLESolution` of the inner solves.
+        probs: (G, m) optimal weights of each group's mixing distribution.
+        loglik: (G,) each group's optimal log-likelihood.
+        result: (G,) `spmle.RESULTS` of each inner solve.
+        num_steps: (G,) inner SQP steps.
+        kkt_violation: (G,) `max_k (d_k - 1)` over the grid.
+        kkt_support_residual: (G,) `max |d_k - 1|` over the support.
+    """
+
+    solutions: NPMLESolution
+
+    probs = property(lambda self: self.solutions.probs)
+    loglik = property(lambda self: self.solutions.loglik)
+    result = property(lambda self: self.solutions.result)
+    num_steps = property(lambda self: self.solutions.num_steps)
+    kkt_violation = property(lambda self: self.solutions.kkt_violation)
+    kkt_support_residual = property(lambda self: self.solutions.kkt_support_residual)
+
+    @property
+    def converged(self) -> Bool[Array, ""]:
+        """True when every inner solve is certified."""
+        return jnp.all(self.solutions.converged)
+
+    def first_failure(self) -> RESULTS:
+        """The result of the first uncertified group (`successful` if none): the
+        real cause, also under `jit`."""
+        index = jnp.argmax(~self.solutions.converged)
+        return jax.tree.map(lambda x: x[index], self.result)
+
+
+def with_optimum(solutions: NPMLESolution, probs, loglik, weights_total):
+    """The record with differentiable `probs` and `loglik` in place of the
+    solver's (same values)."""
+    return eqx.tree_at(
+        lambda s: (s.probs, s.loglik, s.mean_loglik),
+        solutions,
+        (probs, loglik, loglik / weights_total),
+    )
+
+
+@compiled
+def _dense_likelihood(model, data, points):
+    return DenseLikelihood.from_log_lik(model.log_cond_lik(data, points))
+
+
+def likelihood(
+    model: AbstractModel,
+    data,
+    points,
+    weights,
+    chunk_rows: int | None = None,
+) -> AbstractLikelihoodOperator:
+    """The likelihood operator of `model.log_cond_lik(data, points)`: dense, or
+    recomputed in blocks of `chunk_rows` rows. Its shape is checked; called
+    eagerly, also its values (an error names the offending rows). Differentiable
+    in the model's parameters."""
+    n, m = nobs(data), points.shape[0]
+    name = f"{type(model).__name__}.log_cond_lik(data, support)"
+    shape = jax.eval_shape(lambda: model.log_cond_lik(data, points)).shape
+    if shape != (n, m):
+        raise ValueError(
+            f"`{name}` returned shape {shape}; expected (n, m) = ({n}, {m})."
+        )
+    if chunk_rows is None:
+        # Compiled, so that an eager call costs one compilation, not one per op.
+        op = _dense_likelihood(model, data, points)
+    else:
+        params, static = split(model)
+        flat, unflatten = flatten(params)
+        op = RowChunkedLikelihood.from_function(
+            ModelLogLik(static, unflatten, points), flat, data, chunk_rows=chunk_rows
+        )
+    check_values_eagerly(op.row_max, weights, name=name)
+    return op
+
+
+def prepare_inputs(data, support, groups, weights):
+    """The checks and conversions every profile-likelihood entry point makes:
+    `(data, n, points, groups, weights)` with float64 x64 arrays, an
+    `spmle.Groups` (or None) and (n,) weights."""
+    require_x64()
+    data = as_data(data)
+    n = nobs(data)
+    return (
+        data,
+        n,
+        as_support(support),
+        as_groups(groups),
+        as_weights(weights, n, "data"),
+    )
+
+
+def profile_loglik(
+    model: AbstractModel,
+    data,
+    support,
+    *,
+    groups=None,
+    weights: Float[Array, " n"] | None = None,
+    solver: AbstractNPMLESolver = MixSQP(),
+    throw: bool = True,
+    init: Float[Array, "G m"] | None = None,
+    chunk_rows: int | None = None,
+) -> tuple[Float[Array, ""], ProfileInfo]:
+    """The total profile log-likelihood of `model` and the optimal mixing weights.
+
+    Args:
+        model: an `spmle.AbstractModel`; its array fields are the parameters.
+        data: a dict of arrays with leading axis n (or a pandas DataFrame).
+        support: (m,) or (m, d) support points, or an `spmle.Grid`.
+        groups: optional (n,) integer labels in `0..G-1` (numpy) or an
+            `spmle.Groups`; each group gets its own mixing distribution, all solved
+            in one `vmap`.
+        weights: optional (n,) nonnegative observation weights.
+        solver: the inner NPMLE strategy.
+        throw: raise when an inner solve is not certified; otherwise read
+            `info.result` (use `throw=False` inside optimisers and `vmap`).
+        init: optional (G, m) starting weights of the inner solves, e.g.
+            `info.probs` at nearby parameters (see `spmle.npmle`); the value does
+            not depend on it.
+        chunk_rows: None (default) builds the (n, m) likelihood matrix once; an
+            integer never builds it, recomputing blocks of `chunk_rows` rows from
+            `log_cond_lik` in every product (`spmle.RowChunkedLikelihood`):
+            memory of one block, time of one model evaluation per product.
+
+    Returns:
+        `(loglik, info)`: the total `sum_i w_i log sum_k exp(l_ik) p_gk` at the
+        optimal weights (a scalar, differentiable to any order in the model's
+        parameters) and a `ProfileInfo`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, equinox as eqx, spmle
+        >>> jax.config.update("jax_enable_x64", True)
+        >>> model = spmle.models.LinearFactor(
+        ...     loadings=jnp.array([1.5, 0.3]), log_sigma=jnp.zeros(3))
+        >>> data = model.simulate(jax.random.key(0), jnp.array([-3.0, 0.0, 5.0]),
+        ...                       jnp.array([0.3, 0.5, 0.2]), 500)
+        >>> grid = spmle.Grid.evenly_spaced(-6, 6, 75)
+        >>> value, info = spmle.profile_loglik(model, data, grid)
+        >>> grad = eqx.filter_grad(
+        ...     lambda m: spmle.profile_loglik(m, data, grid)[0])(model)
+        >>> info.probs.shape, grad.loadings.shape
+        ((1, 75), (2,))
+    """
+    data, _, points, groups, weights = prepare_inputs(data, support, groups, weights)
+    op = likelihood(model, data, points, weights, chunk_rows)
+    solutions = solve_groups(op, weights, groups, solver, init)
+    probs, loglik = groups_at_optimum(op, weights, solutions.probs, groups)
+    totals = group_totals(weights, groups)
+    info = ProfileInfo(with_optimum(solutions, probs, loglik, totals))
+    value = jnp.sum(loglik)
+    if throw:
+        if is_concrete(value):
+            _raise_if_failed(info, solver)
+        else:
+            value = info.first_failure().error_if(value, ~info.converged)
+    return value, info
+
+
+def group_totals(weights, groups) -> Float[Array, " G"]:
+    """(G,) each group's total weight."""
+    if groups is None:
+        return jnp.sum(weights)[None]
+    return jnp.sum(jnp.where(groups.mask, weights[groups.index], 0.0), axis=1)
+
+
+def _raise_if_failed(info: ProfileInfo, solver) -> None:
+    failed = np.flatnonzero(~np.asarray(info.solutions.converged))
+    if failed.size:
+        g = int(failed[0])
+        result = jax.tree.map(lambda x: x[g], info.result)
+        raise RuntimeError(
+            f"the inner NPMLE is not certified in {failed.size} group(s); group {g}: "
+            f"{RESULTS[result]} (kkt_violation={float(info.kkt_violation[g]):.3g}, "
+            f"tol={solver.tol:g})."
+        )
