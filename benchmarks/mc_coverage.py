@@ -37,44 +37,34 @@ def simulate_coverage(
     with `bootstrap` draws, also each replication's bootstrap refits (B, k), as
     `spmle.fit(..., cov_type="bootstrap")` makes them."""
     import spmle
-    from spmle import _estimation, _params
-    from spmle.fit import _Profile
+    from spmle import estimation
 
     truth = spmle.models.LinearFactor(
         jnp.array(TRUTH["loadings"]), jnp.array(TRUTH["log_sigma"])
     )
     start = spmle.models.LinearFactor(jnp.array([1.2, 0.5]), jnp.array([0.2, 0.0, 0.0]))
-    params0, static = _params.split(start)
+    params0 = estimation.parameters(start)
     grid = jnp.linspace(-6.0, 6.0, m)
-    optimizer = _estimation.default_optimizer()
+    optimizer = estimation.default_optimizer()
 
     def one(key):
         key, key_weights = jax.random.split(key)
         data = truth.simulate(key, jnp.array(ATOMS), jnp.array(WEIGHTS), n)
-        problem = _Profile(
-            static, data, jnp.ones(n), grid, None, jnp.zeros(n, int), spmle.MixSQP()
-        )
-        params, result, _, _, aux = _estimation._minimise(
-            problem,
-            params0,
-            optimizer,
-            jnp.asarray(500),
-            problem.warm_start(None),
-            jnp.asarray(_estimation.GTOL),
-        )
-        flat, unflatten = _params.flatten(params)
-        _, _, hessian = _estimation._derivatives(
-            problem.at_optimum(aux), flat, unflatten
+        problem = estimation.ProfileProblem.build(start, data, grid)
+        out = estimation.minimise(problem, params0, optimizer=optimizer, max_steps=500)
+        flat, unflatten = estimation.flatten(out.params)
+        _, _, hessian = estimation.derivatives(
+            problem.at_optimum(out.aux), flat, unflatten
         )
         se = jnp.sqrt(jnp.diag(jnp.linalg.inv(-hessian)))
-        ok = result == optx.RESULTS.successful
+        ok = out.result == optx.RESULTS.successful
         if not bootstrap:
             return flat, se, ok
         multipliers = jax.random.exponential(key_weights, (bootstrap, n))
-        draws, draws_ok = _estimation._bootstrap_draws(
+        draws, draws_ok = estimation.bootstrap_refits(
             problem,
-            params,
-            problem.warm_start(aux),
+            out.params,
+            problem.warm_start(out.aux),
             optimizer,
             jnp.asarray(500),
             multipliers,

@@ -28,8 +28,8 @@ from .contract import (
 from .estimation import fit as fit, fit_mle as fit_mle
 from .inference import (
     AbstractCovariance as AbstractCovariance,
-    Estimate as CovarianceEstimate,
-    Evidence as CovarianceEvidence,
+    CovarianceEstimate as CovarianceEstimate,
+    CovarianceEvidence as CovarianceEvidence,
     MixingDistribution as MixingDistribution,
     Results as Results,
     covariance_types as covariance_types,

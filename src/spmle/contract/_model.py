@@ -49,7 +49,8 @@ class AbstractParametricModel(eqx.Module):
         ...     log_rate: jax.Array
         ...     def log_lik(self, data):
         ...         return self.log_rate - jnp.exp(self.log_rate) * data["t"]
-        >>> res = spmle.fit_mle(Exponential(jnp.array(0.0)), {"t": jnp.array([1.0, 3.0])})
+        >>> data = {"t": jnp.array([1.0, 3.0])}
+        >>> res = spmle.fit_mle(Exponential(jnp.array(0.0)), data)
         >>> round(float(jnp.exp(res.params["log_rate"])), 6)  # 1 / mean(t)
         0.5
     """

@@ -13,7 +13,7 @@ import pandas as pd
 from .._internal import ConvergenceWarning, flatten, names as parameter_names
 from ..inference import (
     AbstractCovariance,
-    Evidence,
+    CovarianceEvidence,
     MixingDistribution,
     Results,
     delta_method,
@@ -45,7 +45,7 @@ def infer(
     covariance: AbstractCovariance,
     *,
     method: str,
-    description: Description = Description(),
+    description: Description | None = None,
     latent_weights: Any = None,
 ) -> Results:
     """The requested covariance at the estimate, the warnings a user must see,
@@ -55,6 +55,7 @@ def infer(
     weights of `problem` at the flat parameters, for the delta method of
     functionals of F.
     """
+    description = Description() if description is None else description
     params, names = run.params, parameter_names(run.params)
     flat, unflatten = flatten(params)
     bread = inverse_information(run.hessian, names)
@@ -78,7 +79,7 @@ def infer(
         return np.asarray(draws), np.asarray(ok)
 
     weights = np.asarray(problem.weights)
-    evidence = Evidence(names, run.hessian, bread, scores, refit, weights)
+    evidence = CovarianceEvidence(names, run.hessian, bread, scores, refit, weights)
     estimate = covariance.estimate(evidence)
 
     outer_ok = bool(run.result == optx.RESULTS.successful)

@@ -7,8 +7,12 @@ import numpy as np
 import optimistix as optx
 
 from .._internal import flatten, split
-from ._minimise import GTOL, _minimise, default_optimizer
-from ._minimise import derivatives as compiled_derivatives
+from ._minimise import (
+    GTOL,
+    _minimise,
+    default_optimizer,
+    derivatives as compiled_derivatives,
+)
 from ._problem import AbstractProblem
 
 

@@ -67,7 +67,7 @@ def sandwich(bread: np.ndarray, filling: np.ndarray) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class Evidence:
+class CovarianceEvidence:
     """What a fit hands a covariance estimator.
 
     Attributes:
@@ -89,7 +89,7 @@ class Evidence:
 
 
 @dataclasses.dataclass(frozen=True)
-class Estimate:
+class CovarianceEstimate:
     """A covariance estimator's answer: `cov` (k, k), the bootstrap `draws`
     (B, k) or None, and `keywords` that `Results` records and `summary()` shows."""
 
@@ -108,7 +108,7 @@ class AbstractCovariance(eqx.Module):
     name: ClassVar[str]
 
     @abc.abstractmethod
-    def estimate(self, evidence: Evidence) -> Estimate:
+    def estimate(self, evidence: CovarianceEvidence) -> CovarianceEstimate:
         """The covariance of the estimate from the fit's `evidence`."""
 
     def influence(self, rows: np.ndarray) -> np.ndarray:
@@ -176,7 +176,7 @@ class Hessian(AbstractCovariance):
     """The inverse observed (profile) information `(-H)^-1`."""
 
     def estimate(self, evidence):
-        return Estimate(evidence.bread)
+        return CovarianceEstimate(evidence.bread)
 
 
 @register_covariance("sandwich")
@@ -185,7 +185,7 @@ class Sandwich(AbstractCovariance):
 
     def estimate(self, evidence):
         scores = evidence.scores()
-        return Estimate(sandwich(evidence.bread, scores.T @ scores))
+        return CovarianceEstimate(sandwich(evidence.bread, scores.T @ scores))
 
 
 @register_covariance("cluster")
@@ -209,7 +209,8 @@ class Cluster(AbstractCovariance):
         if count < 2:
             raise ValueError("cluster-robust covariance needs at least two clusters.")
         filling = count / (count - 1) * sums.T @ sums
-        return Estimate(sandwich(evidence.bread, filling), keywords={"clusters": count})
+        cov = sandwich(evidence.bread, filling)
+        return CovarianceEstimate(cov, keywords={"clusters": count})
 
 
 @register_covariance("bootstrap")
@@ -237,4 +238,4 @@ class Bootstrap(AbstractCovariance):
             )
         draws = draws[ok]
         keywords = {"draws": int(ok.size), "failed refits": int((~ok).sum())}
-        return Estimate(np.cov(draws.T).reshape(k, k), draws, keywords)
+        return CovarianceEstimate(np.cov(draws.T).reshape(k, k), draws, keywords)

@@ -23,7 +23,7 @@ from ._operator import (
     shifted_likelihood as shifted_likelihood,
     weighted_gram as weighted_gram,
 )
-from ._solution import NPMLESolution as NPMLESolution, RESULTS as RESULTS
+from ._solution import RESULTS as RESULTS, NPMLESolution as NPMLESolution
 from ._validate import (
     check_values_eagerly as check_values_eagerly,
     host_row_max as host_row_max,

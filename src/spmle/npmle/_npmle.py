@@ -22,7 +22,9 @@ def solve_weights(
 ) -> NPMLESolution:
     """The solver's record for `(op, weights)`; no derivatives run through here
     (pass its `probs` to `at_optimum` for those)."""
-    op, weights, init = jax.lax.stop_gradient((op, weights, init))
+    # Only the arrays: an operator may hold functions (e.g. a model).
+    dynamic, static = eqx.partition((op, weights, init), eqx.is_array)
+    op, weights, init = eqx.combine(jax.lax.stop_gradient(dynamic), static)
     return solver.solve(op, weights, init)
 
 
