@@ -56,14 +56,14 @@ def flatten(params):
 
 
 class ModelLogLik(eqx.Module):
-    """`(flat, rows) -> (r, m)`: the model's `log_cond_lik(rows, points)` in its
+    """`(flat, rows) -> (r, m)`: the model's `log_cond_lik(rows, support)` in its
     flat parameters (a Module, so that it passes through transformations as data,
     and a likelihood operator can recompute row blocks from it)."""
 
     static: Any
     unflatten: Any
-    points: Any
+    support: Any
 
     def __call__(self, flat, rows):
         model = eqx.combine(self.unflatten(flat), self.static)
-        return model.log_cond_lik(rows, self.points)
+        return model.log_cond_lik(rows, self.support)

@@ -14,14 +14,14 @@ from ._problem import AbstractProblem
 def bootstrap_refits(
     problem: AbstractProblem,
     params,
-    warm,
+    init,
     optimizer: optx.AbstractMinimiser,
     max_steps,
     multipliers: Float[Array, "B n"],
     batch_size: int,
 ) -> tuple[Float[Array, "B k"], Bool[Array, " B"]]:
     """Refits under the observation weights `weights * multipliers[b]`, each
-    started at `params` with the inner warm start `warm`: the flat estimates
+    started at `params` with the inner warm start `init`: the flat estimates
     (B, k) and whether each refit converged. Batches of `batch_size` refits are
     vmapped, in sequence inside one compiled program."""
 
@@ -31,7 +31,7 @@ def bootstrap_refits(
             params,
             optimizer,
             max_steps,
-            warm,
+            init,
             jnp.asarray(GTOL),
         )
         return flatten(out.params)[0], out.result == optx.RESULTS.successful

@@ -53,7 +53,7 @@ def minimise(
     *,
     optimizer: optx.AbstractMinimiser | None = None,
     max_steps=1000,
-    warm=None,
+    init=None,
     gtol=GTOL,
 ) -> Optimum:
     """Maximise `problem`'s log-likelihood from `params0` (the model's arrays, e.g.
@@ -61,7 +61,7 @@ def minimise(
     jit- and vmap-able (one compiled program per problem structure).
 
     `max_steps` and `gtol` may be traced: `max_steps=0` evaluates `params0`, and
-    `gtol=0` leaves only the optimiser's own stopping test. `warm` is the inner
+    `gtol=0` leaves only the optimiser's own stopping test. `init` is the inner
     warm start (`problem.warm_start(aux)`; default cold).
 
     Example:
@@ -79,33 +79,33 @@ def minimise(
         True
     """
     optimizer = default_optimizer() if optimizer is None else optimizer
-    warm = problem.warm_start(None) if warm is None else warm
+    init = problem.warm_start(None) if init is None else init
     return _minimise(
-        problem, params0, optimizer, jnp.asarray(max_steps), warm, jnp.asarray(gtol)
+        problem, params0, optimizer, jnp.asarray(max_steps), init, jnp.asarray(gtol)
     )
 
 
 @compiled
-def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm, gtol):
+def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, init, gtol):
     """Minimise `-loglik / sum(weights)` from `params0`: an `Optimum`.
 
     Drives the optimistix minimiser through its `init`/`step`/`terminate`
     interface, so that each inner solve starts from the previous one's weights
-    (`warm`, from `problem.warm_start`) and `max_steps` is a traced integer: one
+    (`init`, from `problem.warm_start`) and `max_steps` is a traced integer: one
     compiled program serves every call, and `max_steps=0` evaluates `params0`. It
     also stops once the mean gradient is below `gtol` in every entry (0 turns
     this test off).
     """
     total_weight = jnp.sum(problem.weights)
 
-    def objective(params, warm):
-        value, aux = problem.search_loglik(params, warm)
+    def objective(params, init):
+        value, aux = problem.search_loglik(params, init)
         return -value / total_weight, aux
 
     options, tags = {}, frozenset()
-    f_struct, aux_struct = jax.eval_shape(objective, params0, warm)
+    f_struct, aux_struct = jax.eval_shape(objective, params0, init)
     state = optimizer.init(
-        objective, params0, warm, options, f_struct, aux_struct, tags
+        objective, params0, init, options, f_struct, aux_struct, tags
     )
     dynamic, static = eqx.partition(state, eqx.is_array)
     # A quasi-Newton minimiser's first step evaluates its start and accepts it:
@@ -113,10 +113,10 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm, gto
     recorded = _last_accepted(state) is not None
     limit = jnp.maximum(max_steps, 1) if recorded else max_steps
 
-    def terminate(params, dynamic, warm):
+    def terminate(params, dynamic, init):
         state = eqx.combine(dynamic, static)
         done, result = optimizer.terminate(
-            objective, params, warm, options, state, tags
+            objective, params, init, options, state, tags
         )
         finite = jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)])
@@ -125,23 +125,23 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm, gto
         return done, optx.RESULTS.where(finite, result, optx.RESULTS.nonfinite)
 
     def cond(carry):
-        params, dynamic, warm, steps = carry
-        done, result = terminate(params, dynamic, warm)
+        params, dynamic, init, steps = carry
+        done, result = terminate(params, dynamic, init)
         return ~done & (result == optx.RESULTS.successful) & (steps < limit)
 
     def body(carry):
-        params, dynamic, warm, steps = carry
+        params, dynamic, init, steps = carry
         state = eqx.combine(dynamic, static)
         params, state, aux = optimizer.step(
-            objective, params, warm, options, state, tags
+            objective, params, init, options, state, tags
         )
         dynamic = eqx.partition(state, eqx.is_array)[0]
         return params, dynamic, problem.warm_start(aux), steps + 1
 
-    params, dynamic, warm, steps = jax.lax.while_loop(
-        cond, body, (params0, dynamic, warm, jnp.array(0))
+    params, dynamic, init, steps = jax.lax.while_loop(
+        cond, body, (params0, dynamic, init, jnp.array(0))
     )
-    done, result = terminate(params, dynamic, warm)
+    done, result = terminate(params, dynamic, init)
     result = optx.RESULTS.where(
         (result == optx.RESULTS.successful) & ~done,
         optx.RESULTS.nonlinear_max_steps_reached,
@@ -155,12 +155,12 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, warm, gto
         objective_value, aux = _last_accepted(state)
         value = jnp.where(steps > 0, -objective_value * total_weight, -jnp.inf)
     else:
-        value, aux = problem.search_loglik(params, warm)
+        value, aux = problem.search_loglik(params, init)
     params, aux, _ = optimizer.postprocess(
         objective,
         params,
         aux,
-        warm,
+        init,
         options,
         state,
         tags,

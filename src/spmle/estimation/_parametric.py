@@ -43,7 +43,7 @@ class ParametricProblem(AbstractProblem):
     def contributions(self, params):
         return self.weights * self.model(params).log_lik(self.data)
 
-    def loglik(self, params, warm=None):
+    def loglik(self, params, init=None):
         return jnp.sum(self.contributions(params)), None
 
 

@@ -27,17 +27,17 @@ class AbstractProblem(eqx.Module):
         return eqx.combine(params, self.static)
 
     @abc.abstractmethod
-    def loglik(self, params, warm=None) -> tuple[Float[Array, ""], Any]:
-        """The total log-likelihood and auxiliary output; `warm` (from
+    def loglik(self, params, init=None) -> tuple[Float[Array, ""], Any]:
+        """The total log-likelihood and auxiliary output; `init` (from
         `warm_start`) may speed up an inner optimisation, never change it."""
 
-    def search_loglik(self, params, warm=None) -> tuple[Float[Array, ""], Any]:
+    def search_loglik(self, params, init=None) -> tuple[Float[Array, ""], Any]:
         """What the optimiser evaluates: `loglik`'s value and aux, with exact first
         derivatives (it needs no higher ones); `loglik` itself by default."""
-        return self.loglik(params, warm)
+        return self.loglik(params, init)
 
     def warm_start(self, aux):
-        """The `warm` argument of `loglik` near the point whose aux is `aux`;
+        """The `init` argument of `loglik` near the point whose aux is `aux`;
         `aux=None` gives the placeholder for a cold start."""
         return None
 

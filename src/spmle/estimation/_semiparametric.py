@@ -39,7 +39,7 @@ class ProfileProblem(AbstractProblem):
     static: object
     data: dict
     weights: Float[Array, " n"]
-    points: Float[Array, "m *d"]
+    support: Float[Array, "m *d"]
     groups: Groups | None
     labels: Int[Array, " n"]
     solver: AbstractNPMLESolver
@@ -62,35 +62,35 @@ class ProfileProblem(AbstractProblem):
     ) -> "ProfileProblem":
         """The problem of `spmle.fit(model, data, support, ...)` (the model only
         gives the structure; its parameter values are not used)."""
-        data, n, points, groups, weights = prepare_inputs(
+        data, n, support, groups, weights = prepare_inputs(
             data, support, groups, weights
         )
         static = split(model)[1]
         labels = group_labels(groups, n)
         return cls(
-            static, data, weights, points, groups, labels, solver, None, chunk_rows
+            static, data, weights, support, groups, labels, solver, None, chunk_rows
         )
 
-    def loglik(self, params, warm=None):
+    def loglik(self, params, init=None):
         if self.optimum is None:
             return profile_loglik(
                 self.model(params),
                 self.data,
-                self.points,
+                self.support,
                 groups=self.groups,
                 weights=self.weights,
                 solver=self.solver,
                 throw=False,
-                init=warm,
+                init=init,
             )
         return jnp.sum(self._optimal(params)[2]), None
 
     def _log_lik_fn(self, unflatten) -> ModelLogLik:
-        return ModelLogLik(self.static, unflatten, self.points)
+        return ModelLogLik(self.static, unflatten, self.support)
 
-    def search_loglik(self, params, warm=None):
+    def search_loglik(self, params, init=None):
         if self.optimum is not None:
-            return self.loglik(params, warm)
+            return self.loglik(params, init)
         # One (n, m) array instead of two: see `spmle.profile._objective`.
         flat, unflatten = flatten(params)
         return profile_objective(
@@ -101,7 +101,7 @@ class ProfileProblem(AbstractProblem):
             self.labels,
             self.groups,
             self.solver,
-            self.warm_start(None) if warm is None else warm,
+            self.warm_start(None) if init is None else init,
             self.chunk_rows,
         )
 
@@ -128,7 +128,7 @@ class ProfileProblem(AbstractProblem):
         if aux is None:
             # Zeros mean "cold": the solver takes EM steps from uniform weights.
             num_groups = 1 if self.groups is None else self.groups.num_groups
-            return jnp.asarray(np.zeros((num_groups, self.points.shape[0])))
+            return jnp.asarray(np.zeros((num_groups, self.support.shape[0])))
         return aux.probs
 
     def at_optimum(self, aux):
@@ -138,7 +138,7 @@ class ProfileProblem(AbstractProblem):
 
     def _optimal(self, params):
         """`(op, probs (G, m), loglik (G,))` at `params`."""
-        op = likelihood(self.model(params), self.data, self.points, self.weights)
+        op = likelihood(self.model(params), self.data, self.support, self.weights)
         optimum = self.optimum
         if optimum is None:
             optimum = solve_groups(op, self.weights, self.groups, self.solver).probs
@@ -158,7 +158,7 @@ class ProfileProblem(AbstractProblem):
     def describe(self, aux) -> Description:
         """The estimated F and the state of the inner solves at the estimate."""
         probs = np.asarray(aux.probs)
-        points = np.asarray(self.points)
+        support = np.asarray(self.support)
         inner_ok = bool(aux.converged)
         failed = int(np.sum(~np.asarray(aux.solutions.converged)))
         if inner_ok:
@@ -169,20 +169,20 @@ class ProfileProblem(AbstractProblem):
         else:
             inner = f"{failed} of {probs.shape[0]} not certified"
         return Description(
-            mixing=MixingDistribution(points, probs),
+            mixing=MixingDistribution(support, probs),
             df_mixing=int(np.sum(probs > 0) - probs.shape[0]),
             num_groups=probs.shape[0],
-            grid_size=int(points.shape[0]),
+            grid_size=int(support.shape[0]),
             inner_converged=inner_ok,
             inner_message=inner,
         )
 
 
-def _edge_points(points: np.ndarray) -> np.ndarray:
-    if points.ndim == 1:
-        return (points == points.min()) | (points == points.max())
+def _edge_points(support: np.ndarray) -> np.ndarray:
+    if support.ndim == 1:
+        return (support == support.min()) | (support == support.max())
     return np.any(
-        (points == points.min(axis=0)) | (points == points.max(axis=0)), axis=1
+        (support == support.min(axis=0)) | (support == support.max(axis=0)), axis=1
     )
 
 
@@ -252,11 +252,11 @@ def fit(
         model0, data, support, groups=groups, weights=weights, solver=solver
     )
     # Fail early, with a message naming rows, on a bad model or data at the start.
-    likelihood(model0, problem.data, problem.points, problem.weights)
+    likelihood(model0, problem.data, problem.support, problem.weights)
     run = optimise(problem, model0, starts, optimizer, max_steps, gtol=gtol)
     description = problem.describe(run.aux)
-    probs, points = description.mixing.probs, np.asarray(problem.points)
-    edge = _edge_points(points)
+    probs, support = description.mixing.probs, np.asarray(problem.support)
+    edge = _edge_points(support)
     if np.any(probs[:, edge] > 1e-8):
         warnings.warn(
             "the estimated mixing distribution puts mass "

@@ -189,11 +189,11 @@ def profile_derivatives(
         >>> out.hessian.shape, out.names[0]
         ((5, 5), 'loadings[0]')
     """
-    data, n, points, groups, weights = prepare_inputs(data, support, groups, weights)
+    data, n, support, groups, weights = prepare_inputs(data, support, groups, weights)
     _, info = profile_loglik(
         model,
         data,
-        points,
+        support,
         groups=groups,
         weights=weights,
         solver=solver,
@@ -203,7 +203,7 @@ def profile_derivatives(
     flat, unflatten = flatten(params)
     labels = group_labels(groups, n)
     value, gradient, hessian = derivatives_at(
-        ModelLogLik(static, unflatten, points),
+        ModelLogLik(static, unflatten, support),
         flat,
         data,
         weights,

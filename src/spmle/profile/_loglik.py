@@ -82,36 +82,36 @@ def with_optimum(solutions: NPMLESolution, probs, loglik, weights_total):
 
 
 @compiled
-def _dense_likelihood(model, data, points):
-    return DenseLikelihood.from_log_lik(model.log_cond_lik(data, points))
+def _dense_likelihood(model, data, support):
+    return DenseLikelihood.from_log_lik(model.log_cond_lik(data, support))
 
 
 def likelihood(
     model: AbstractModel,
     data,
-    points,
+    support,
     weights,
     chunk_rows: int | None = None,
 ) -> AbstractLikelihoodOperator:
-    """The likelihood operator of `model.log_cond_lik(data, points)`: dense, or
+    """The likelihood operator of `model.log_cond_lik(data, support)`: dense, or
     recomputed in blocks of `chunk_rows` rows. Its shape is checked; called
     eagerly, also its values (an error names the offending rows). Differentiable
     in the model's parameters."""
-    n, m = nobs(data), points.shape[0]
+    n, m = nobs(data), support.shape[0]
     name = f"{type(model).__name__}.log_cond_lik(data, support)"
-    shape = jax.eval_shape(lambda: model.log_cond_lik(data, points)).shape
+    shape = jax.eval_shape(lambda: model.log_cond_lik(data, support)).shape
     if shape != (n, m):
         raise ValueError(
             f"`{name}` returned shape {shape}; expected (n, m) = ({n}, {m})."
         )
     if chunk_rows is None:
         # Compiled, so that an eager call costs one compilation, not one per op.
-        op = _dense_likelihood(model, data, points)
+        op = _dense_likelihood(model, data, support)
     else:
         params, static = split(model)
         flat, unflatten = flatten(params)
         op = RowChunkedLikelihood.from_function(
-            ModelLogLik(static, unflatten, points), flat, data, chunk_rows=chunk_rows
+            ModelLogLik(static, unflatten, support), flat, data, chunk_rows=chunk_rows
         )
     check_values_eagerly(op.row_max, weights, name=name)
     return op
@@ -119,7 +119,7 @@ def likelihood(
 
 def prepare_inputs(data, support, groups, weights):
     """The checks and conversions every profile-likelihood entry point makes:
-    `(data, n, points, groups, weights)` with float64 x64 arrays, an
+    `(data, n, support, groups, weights)` with float64 x64 arrays, an
     `spmle.Groups` (or None) and (n,) weights."""
     require_x64()
     data = as_data(data)
@@ -185,8 +185,8 @@ def profile_loglik(
         >>> info.probs.shape, grad.loadings.shape
         ((1, 75), (2,))
     """
-    data, _, points, groups, weights = prepare_inputs(data, support, groups, weights)
-    op = likelihood(model, data, points, weights, chunk_rows)
+    data, _, support, groups, weights = prepare_inputs(data, support, groups, weights)
+    op = likelihood(model, data, support, weights, chunk_rows)
     solutions = solve_groups(op, weights, groups, solver, init)
     probs, loglik = groups_at_optimum(op, weights, solutions.probs, groups)
     totals = group_totals(weights, groups)

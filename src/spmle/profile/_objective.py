@@ -68,7 +68,7 @@ def profile_objective(
         init: (G, m) starting weights of the inner solves (zeros: cold).
         chunk_rows: rows per chunk (default about 4 MB of float64 per chunk).
     """
-    n, m = weights.shape[0], log_lik_fn.points.shape[0]
+    n, m = weights.shape[0], log_lik_fn.support.shape[0]
     chunks = row_chunks(data, weights, labels, m, chunk_rows)
     stopped = jax.lax.stop_gradient(flat)
     matrix, row_max = map_chunks(

@@ -12,23 +12,23 @@ from .._operator import AbstractLikelihoodOperator
 from .._solution import NPMLESolution
 
 
-def starting_point(op, w, x0, cold_start):
-    """Where a solver starts: near `x0` (e.g. the optimum at nearby parameters),
-    or `cold_start(uniform)` when `x0` is None or not a distribution.
+def starting_point(op, w, init, cold_start):
+    """Where a solver starts: near `init` (e.g. the optimum at nearby parameters),
+    or `cold_start(uniform)` when `init` is None or not a distribution.
 
-    A warm start mixes in 1% of the uniform distribution: weights that `x0` sets
+    A warm start mixes in 1% of the uniform distribution: weights that `init` sets
     to zero may be needed now, and every observation must keep a positive
     likelihood.
     """
     m = op.shape[1]
     uniform = jnp.full(m, 1.0 / m, w.dtype)
-    if x0 is None:
+    if init is None:
         return cold_start(uniform)
-    total = jnp.sum(x0)
-    usable = jnp.all(jnp.isfinite(x0)) & jnp.all(x0 >= 0) & (total > 0)
+    total = jnp.sum(init)
+    usable = jnp.all(jnp.isfinite(init)) & jnp.all(init >= 0) & (total > 0)
     return jax.lax.cond(
         usable,
-        lambda: 0.99 * x0 / total + 0.01 * uniform,
+        lambda: 0.99 * init / total + 0.01 * uniform,
         lambda: cold_start(uniform),
     )
 
@@ -52,10 +52,10 @@ class AbstractNPMLESolver(eqx.Module):
         self,
         op: AbstractLikelihoodOperator,
         weights: Float[Array, " n"],
-        x0: Float[Array, " m"] | None = None,
+        init: Float[Array, " m"] | None = None,
     ) -> NPMLESolution:
         """Solve for the observation weights `weights` (nonnegative, any scale) and
-        the row-shifted `op`, from the weights `x0` when given (see
+        the row-shifted `op`, from the weights `init` when given (see
         `starting_point`); no derivatives run through here.
 
         Must terminate promptly when `op` or `weights` holds NaN (invalid input is

@@ -35,7 +35,7 @@ class EM(AbstractNPMLESolver):
     max_steps: int = 10_000
     support_threshold: float = 1e-10
 
-    def solve(self, op, weights, x0=None):
+    def solve(self, op, weights, init=None):
         w = weights / jnp.sum(weights)
 
         def cond(carry):
@@ -51,7 +51,7 @@ class EM(AbstractNPMLESolver):
             d, _ = likelihood_ratios(op, x, w)
             return x, d, steps + 1
 
-        x0 = starting_point(op, w, x0, lambda uniform: uniform)
-        d0, _ = likelihood_ratios(op, x0, w)
-        x, _, steps = jax.lax.while_loop(cond, body, (x0, d0, jnp.array(0)))
+        init = starting_point(op, w, init, lambda uniform: uniform)
+        d0, _ = likelihood_ratios(op, init, w)
+        x, _, steps = jax.lax.while_loop(cond, body, (init, d0, jnp.array(0)))
         return self.finish(op, weights, x, steps, jnp.array(0), jnp.array(False))

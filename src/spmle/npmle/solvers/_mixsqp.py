@@ -142,7 +142,7 @@ class MixSQP(AbstractNPMLESolver):
         alpha = jnp.where(negligible, 1.0, alpha)
         return alpha, armijo_holds | negligible
 
-    def solve(self, op, weights, x0=None):
+    def solve(self, op, weights, init=None):
         w = weights / jnp.sum(weights)
         m = op.shape[1]
         factor = self._low_rank_factor(op)
@@ -163,15 +163,15 @@ class MixSQP(AbstractNPMLESolver):
             )
 
         # A cold start takes a few EM steps from the uniform distribution.
-        x0 = starting_point(
+        init = starting_point(
             op,
             w,
-            x0,
+            init,
             lambda uniform: jax.lax.fori_loop(
                 0, self.em_steps, lambda _, x: em_step(op, x, w), uniform
             ),
         )
-        d0, u0 = likelihood_ratios(op, x0, w)
+        d0, u0 = likelihood_ratios(op, init, w)
 
         def cond(s: _State):
             on_grid, on_support = kkt_residuals(s.d, s.x, self.support_threshold)
@@ -233,7 +233,7 @@ class MixSQP(AbstractNPMLESolver):
             )
 
         init = _State(
-            x=x0,
+            x=init,
             d=d0,
             u=u0,
             y=jnp.zeros(m),
