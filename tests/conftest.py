@@ -58,7 +58,8 @@ def rng():
 
 
 def clarabel_npmle(log_lik, weights=None):
-    """The NPMLE by Clarabel's interior point method (mean objective for scaling)."""
+    """The NPMLE by Clarabel's interior point method (mean objective for scaling):
+    `(probs, status)`, status `cp.OPTIMAL` or `cp.OPTIMAL_INACCURATE`."""
     log_lik = np.asarray(log_lik)
     n, m = log_lik.shape
     w = np.ones(n) if weights is None else np.asarray(weights)
@@ -79,4 +80,4 @@ def clarabel_npmle(log_lik, weights=None):
         if problem.status == cp.OPTIMAL:
             break
     assert problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
-    return np.clip(p.value, 0.0, None)
+    return np.clip(p.value, 0.0, None), problem.status

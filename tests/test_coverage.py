@@ -21,8 +21,9 @@ def test_interval_coverage_reduced_monte_carlo():
     truth = np.r_[coverage.TRUTH["loadings"], coverage.TRUTH["log_sigma"]]
     covered = np.abs(est - truth) <= 1.959963984540054 * se
     rate = covered.mean(axis=0)
-    # 40 replications: a binomial band around 0.95 (0.80 is 4.4 SDs below).
-    assert np.all(rate >= 0.80) and np.all(rate <= 1.0), rate
+    # 40 replications: a binomial lower band around 0.95 (0.80 is 4.4 SDs below).
+    # No upper band: full coverage has probability 0.95^40 = 0.13 per parameter.
+    assert np.all(rate >= 0.80), rate
     # The Hessian standard errors match the Monte Carlo spread to within 35%.
     ratio = se.mean(axis=0) / est.std(axis=0)
     assert np.all(np.abs(ratio - 1) < 0.35), ratio

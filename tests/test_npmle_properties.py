@@ -86,13 +86,45 @@ def test_em_reports_max_steps():
         spmle.npmle(_problem(12), solver=spmle.EM(max_steps=5))
 
 
-@pytest.mark.parametrize("curvature", ["exact", "low_rank"])
-def test_curvature_options_agree(curvature):
+# Each path differs from the float64 exact reference: by the precision of the
+# curvature, or by its low-rank projection (forced, or chosen by "auto" once its
+# rank test is loosened: at m = 15 the default 1e-12 never passes).
+CURVATURE_PATHS = {
+    "exact_float32": (spmle.MixSQP(tol=1e-12, curvature="exact"), None),
+    "low_rank": (spmle.MixSQP(tol=1e-12, curvature="low_rank", rank=6), True),
+    "auto_low_rank": (
+        spmle.MixSQP(tol=1e-12, curvature="auto", rank=6, rank_tol=1e-2),
+        True,
+    ),
+    "auto_rejected_float32": (
+        spmle.MixSQP(tol=1e-12, curvature="auto", rank=6),
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("path", list(CURVATURE_PATHS))
+def test_curvature_options_agree(path):
+    solver, low_rank_fits = CURVATURE_PATHS[path]
     L = _problem(13)
+    reference_solver = spmle.MixSQP(
+        tol=1e-12, curvature="exact", single_precision_curvature=False
+    )
+    op, _ = spmle.DenseLikelihood.from_log_lik(L)
+    assert reference_solver._low_rank_factor(op) is None
+    factor = solver._low_rank_factor(op)
+    if low_rank_fits is None:
+        assert factor is None and solver.single_precision_curvature
+    else:
+        assert bool(factor[2]) is low_rank_fits
+    if low_rank_fits is False:
+        # Rejected: the exact curvature, in a different precision than the reference.
+        assert solver.single_precision_curvature
     # A tight tolerance: at tol the weights are determined to about tol * cond(H).
-    sol = spmle.npmle(L, solver=spmle.MixSQP(tol=1e-12, curvature=curvature, rank=6))
-    reference = spmle.npmle(L, solver=spmle.MixSQP(tol=1e-12, curvature="exact"))
+    sol = spmle.npmle(L, solver=solver)
+    reference = spmle.npmle(L, solver=reference_solver)
     np.testing.assert_allclose(sol.probs, reference.probs, atol=1e-9)
+    assert float(sol.loglik) == pytest.approx(float(reference.loglik), rel=1e-13)
 
 
 def test_vmap_over_problems_equals_loop():
