@@ -3,17 +3,22 @@ import jax
 import numpy as np
 import pytest
 
+import spmle
+
 
 # spmle never flips JAX's configuration itself; the test process opts in to float64.
 jax.config.update("jax_enable_x64", True)
 
 
 def normal_means_log_lik(rng, n, grid, *, noise=1.0, atoms=(-2.0, 0.0, 1.5)):
-    """Log-likelihoods of x_i ~ N(theta_i, noise^2), theta_i drawn from `atoms`."""
-    theta = rng.choice(np.asarray(atoms), size=n)
-    x = theta + noise * rng.standard_normal(n)
-    z = (x[:, None] - np.asarray(grid)[None, :]) / noise
-    return -0.5 * z**2 - np.log(noise) - 0.5 * np.log(2 * np.pi)
+    """Log-likelihoods of x_i ~ N(theta_i, noise^2), theta_i drawn uniformly from
+    `atoms`: the library's simulator, keyed from the numpy `rng`."""
+    key = jax.random.key(int(rng.integers(2**31)))
+    probs = np.full(len(atoms), 1.0 / len(atoms))
+    _, _, log_lik = spmle.simulate.normal_means(
+        key, n, np.asarray(grid, float), atoms=atoms, probs=probs, noise=noise
+    )
+    return np.array(log_lik)  # a writable copy: tests edit entries
 
 
 def scale_mixture_log_lik(rng, n, m):

@@ -220,8 +220,11 @@ def test_delta_method_matches_influence_functions(fits, reference, cov_type):
     estimate, G, D = _influence_reference(reference)
     S = reference["scores"]
     if cov_type == "cluster":
-        # Cluster sums; the G/(G-1) factor enters through the fit's own Cov only.
-        S, D = _cluster_sums(S), _cluster_sums(D)
+        # Cluster sums, each scaled by sqrt(C/(C-1)): the small-sample factor of
+        # the cluster covariance applies to every term of the influence.
+        count = np.unique(CLUSTERS).size
+        factor = np.sqrt(count / (count - 1))
+        S, D = factor * _cluster_sums(S), factor * _cluster_sums(D)
     # Influence of observation i: G I^-1 s_i (through theta-hat) + D_i (direct).
     theta_part = np.einsum("ak,kl,al->a", G, res.cov_params().to_numpy(), G)
     cross = 2 * np.einsum("ak,kl,il,ia->a", G, reference["bread"], S, D)

@@ -110,7 +110,7 @@ def test_curvature_options_agree(path):
     reference_solver = spmle.MixSQP(
         tol=1e-12, curvature="exact", single_precision_curvature=False
     )
-    op, _ = spmle.DenseLikelihood.from_log_lik(L)
+    op = spmle.DenseLikelihood.from_log_lik(L)
     assert reference_solver._low_rank_factor(op) is None
     factor = solver._low_rank_factor(op)
     if low_rank_fits is None:

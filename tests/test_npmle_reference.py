@@ -109,7 +109,7 @@ LARGE_PROBLEMS = _large_problems()
 @pytest.mark.parametrize("name", list(LARGE_PROBLEMS))
 def test_large_grid_matches_clarabel(name):
     L, solver, low_rank_fits = LARGE_PROBLEMS[name]
-    op, _ = spmle.DenseLikelihood.from_log_lik(L)
+    op = spmle.DenseLikelihood.from_log_lik(L)
     factor = solver._low_rank_factor(op)
     assert factor is not None and bool(factor[2]) is low_rank_fits
     status = _check_against_clarabel(L, spmle.npmle(L, solver=solver))

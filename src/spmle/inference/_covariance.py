@@ -201,16 +201,18 @@ class Cluster(AbstractCovariance):
             )
 
     def influence(self, rows):
-        return cluster_sums(rows, self.clusters)
-
-    def estimate(self, evidence):
-        sums = self.influence(evidence.scores())
+        # The small-sample factor scales every cluster's influence, so that the
+        # delta method's cross and direct terms carry it as the covariance does.
+        sums = cluster_sums(rows, self.clusters)
         count = sums.shape[0]
         if count < 2:
             raise ValueError("cluster-robust covariance needs at least two clusters.")
-        filling = count / (count - 1) * sums.T @ sums
-        cov = sandwich(evidence.bread, filling)
-        return CovarianceEstimate(cov, keywords={"clusters": count})
+        return np.sqrt(count / (count - 1)) * sums
+
+    def estimate(self, evidence):
+        sums = self.influence(evidence.scores())
+        cov = sandwich(evidence.bread, sums.T @ sums)
+        return CovarianceEstimate(cov, keywords={"clusters": sums.shape[0]})
 
 
 @register_covariance("bootstrap")
