@@ -56,7 +56,7 @@ What it computes
    inner fit) checks that the maximum found is the highest one, and restarts
    the profile Newton from the scan's best point when it is not.
 
-Numbers (this script vs /work/shared/FREE_ATOMS.md)
+Numbers (this script vs shared/FREE_ATOMS.md)
 ---------------------------------------------------
 From the committed run (full precision in the JSON):
 
