@@ -31,11 +31,20 @@ ATOMS, WEIGHTS = [-3.0, 0.0, 5.0], [0.3, 0.5, 0.2]
 
 
 def simulate_coverage(
-    key, reps: int, n: int, m: int = 75, batch_size: int = 8, bootstrap: int = 0
+    key,
+    reps: int,
+    n: int,
+    m: int = 75,
+    batch_size: int | None = None,
+    bootstrap: int = 0,
 ):
-    """(estimates, standard errors, converged) for `reps` replications, vmapped;
-    with `bootstrap` draws, also each replication's bootstrap refits (B, k), as
+    """(estimates, standard errors, converged) for `reps` replications, mapped in
+    vmapped batches of `batch_size` (default 8, and 1 on CPU, where two batched
+    LAPACK calls at once can deadlock XLA's thread pool: see `map_groups`); with
+    `bootstrap` draws, also each replication's bootstrap refits (B, k), as
     `spmle.fit(..., cov_type="bootstrap")` makes them."""
+    if batch_size is None:
+        batch_size = 1 if jax.default_backend() == "cpu" else 8
     import spmle
     from spmle import estimation
 

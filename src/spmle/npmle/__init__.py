@@ -5,6 +5,10 @@ operators, the solver strategies, and the seams below (a solve with exact
 derivatives, a solve without, the KKT derivative rule and the eager checks).
 """
 
+from ._atoms_implicit import (
+    atoms_at_optimum as atoms_at_optimum,
+    mixture_loglik as mixture_loglik,
+)
 from ._certificate import (
     kkt_residuals as kkt_residuals,
     likelihood_ratios as likelihood_ratios,

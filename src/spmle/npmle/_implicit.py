@@ -103,12 +103,12 @@ def weight_response(
     )
     rhs = jnp.where(support[:, None], change.reshape(m, -1), 0.0)
     rhs = jnp.concatenate([rhs, jnp.zeros((1, rhs.shape[1]))])
-    solution = _symmetric_solve(bordered, rhs)
+    solution = symmetric_solve(bordered, rhs)
     return jnp.where(support[:, None], solution[:m], 0.0).reshape(change.shape)
 
 
 @jax.custom_jvp
-def _symmetric_solve(matrix: Float[Array, "r r"], rhs: Float[Array, "r k"]):
+def symmetric_solve(matrix: Float[Array, "r r"], rhs: Float[Array, "r k"]):
     """The minimum-norm solution of `matrix x = rhs` for a symmetric matrix.
 
     Neighbouring support points that share one atom make H_SS nearly singular: the
@@ -124,9 +124,9 @@ def _symmetric_solve(matrix: Float[Array, "r r"], rhs: Float[Array, "r k"]):
     return vectors @ (inverse[:, None] * (vectors.T @ rhs))
 
 
-@_symmetric_solve.defjvp
+@symmetric_solve.defjvp
 def _symmetric_solve_jvp(primals, tangents):
     matrix, rhs = primals
     t_matrix, t_rhs = tangents
-    solution = _symmetric_solve(matrix, rhs)
-    return solution, _symmetric_solve(matrix, t_rhs - t_matrix @ solution)
+    solution = symmetric_solve(matrix, rhs)
+    return solution, symmetric_solve(matrix, t_rhs - t_matrix @ solution)

@@ -1,0 +1,101 @@
+"""Derivatives of the free-atom NPMLE at its optimum, from its KKT conditions.
+
+With atoms `u` (k,) and weights `q` (k,) on the simplex, the mixture
+log-likelihood is `l(theta, u, q) = sum_i w_i log sum_j q_j g(y_i, u_j; theta)`.
+At an optimum with every weight positive, `grad_u l = 0` and `grad_q l = mu 1`;
+differentiating these in theta gives, with `z = (u, q)`, `K = hess_z l`,
+`B = d(grad_z l)/dtheta` and `a = (0, 1)`,
+
+    [[K, a], [a', 0]] [dz; dmu] = [-B dtheta; 0],
+
+so the atoms move with theta and the profile Hessian is `C - B' K^-1 B` (shared
+FREE_ATOMS.md section 3), not the fixed-support `C` whose curvature on a grid is
+one tooth of a sawtooth. `atoms_at_optimum` attaches that response as a custom JVP
+that calls itself, so derivatives of every order are exact. Inactive slots
+(`active=False`, weight 0) keep their place and carry no derivative.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float
+
+from ._implicit import symmetric_solve
+
+
+def mixture_loglik(log_lik_fn, params, weights, atoms, probs, active):
+    """`sum_i w_i log sum_j q_j exp(log_lik_fn(params, atoms)_ij)` over the
+    active slots."""
+    safe = jnp.where(active, probs, 1.0)
+    log_probs = jnp.where(active, jnp.log(safe), -jnp.inf)
+    log_lik = log_lik_fn(params, atoms)
+    return jnp.dot(
+        weights, jax.scipy.special.logsumexp(log_lik + log_probs[None, :], axis=1)
+    )
+
+
+@eqx.filter_custom_jvp
+def atoms_at_optimum(
+    log_lik_fn,
+    params,
+    weights: Float[Array, " n"],
+    atoms: Float[Array, " k"],
+    probs: Float[Array, " k"],
+    active: Bool[Array, " k"],
+) -> tuple[Float[Array, " k"], Float[Array, " k"], Float[Array, ""]]:
+    """`(atoms, probs, loglik)` at the free-atom optimum `(atoms, probs)` of
+    `log_lik_fn(params, .)` with observation weights `weights`.
+
+    `log_lik_fn(params, points (k,)) -> (n, k)` gives the log conditional
+    likelihoods at arbitrary latent points, differentiable in both. The optimum
+    must be one (found without derivatives); tangents on `atoms`, `probs` and
+    `active` are ignored, and the outputs are differentiable to any order in
+    `params` and `weights` as if the refinement ran inside.
+    """
+    loglik = mixture_loglik(log_lik_fn, params, weights, atoms, probs, active)
+    return atoms, probs, loglik
+
+
+@atoms_at_optimum.def_jvp
+def _atoms_at_optimum_jvp(primals, tangents):
+    log_lik_fn, params, weights, atoms, probs, active = primals
+    _, t_params, t_weights, *_ = tangents
+    atoms, probs, loglik = atoms_at_optimum(*primals)
+    t_params = jax.tree.map(lambda _: None, params) if t_params is None else t_params
+    t_weights = jnp.zeros_like(weights) if t_weights is None else t_weights
+    k = atoms.shape[0]
+
+    def value(z, params, weights):
+        return mixture_loglik(log_lik_fn, params, weights, z[:k], z[k:], active)
+
+    z = jnp.concatenate([atoms, probs])
+    gradient = jax.grad(value)
+
+    def mixed(params, weights):
+        return gradient(z, params, weights)
+
+    _, change = eqx.filter_jvp(mixed, (params, weights), (t_params, t_weights))
+    change = jnp.zeros_like(z) if change is None else change
+    curvature = jax.hessian(value)(z, params, weights)
+    keep = jnp.concatenate([active, active])
+    border = jnp.concatenate([jnp.zeros(k), active.astype(z.dtype)])
+    size = 2 * k
+    block = jnp.where(keep[:, None] & keep[None, :], curvature, 0.0) + jnp.diag(
+        jnp.where(keep, 0.0, 1.0)
+    )
+    bordered = jnp.zeros((size + 1, size + 1), z.dtype)
+    bordered = (
+        (bordered.at[:size, :size].set(block).at[:size, size].set(border))
+        .at[size, :size]
+        .set(border)
+    )
+    rhs = jnp.concatenate([jnp.where(keep, -change, 0.0), jnp.zeros(1)])
+    t_z = jnp.where(keep, symmetric_solve(bordered, rhs[:, None])[:size, 0], 0.0)
+    # Envelope theorem: the optimum's own change does not move the value.
+    _, t_loglik = eqx.filter_jvp(
+        lambda params, weights: value(z, params, weights),
+        (params, weights),
+        (t_params, t_weights),
+    )
+    t_loglik = jnp.zeros((), z.dtype) if t_loglik is None else t_loglik
+    return (atoms, probs, loglik), (t_z[:k], t_z[k:], t_loglik)
