@@ -5,6 +5,7 @@ operators, the solver strategies, and the seams below (a solve with exact
 derivatives, a solve without, the KKT derivative rule and the eager checks).
 """
 
+from ._atoms import AtomSolution as AtomSolution, refine_atoms as refine_atoms
 from ._certificate import (
     kkt_residuals as kkt_residuals,
     likelihood_ratios as likelihood_ratios,
