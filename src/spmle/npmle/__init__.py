@@ -2,9 +2,11 @@
 
 What the profile layer may use: the entry point `npmle` and its record, the
 operators, the solver strategies, and the seams below (a solve with exact
-derivatives, a solve without, the KKT derivative rule and the eager checks).
+derivatives, a solve without, the KKT derivative rules on a grid and for free
+atoms, the free-atom refinement and the eager checks).
 """
 
+from ._atoms import AtomSolution as AtomSolution, refine_atoms as refine_atoms
 from ._atoms_implicit import (
     atoms_at_optimum as atoms_at_optimum,
     mixture_loglik as mixture_loglik,

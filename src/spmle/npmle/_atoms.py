@@ -1,0 +1,577 @@
+"""Free-atom NPMLE at fixed parameters, for a one-dimensional latent.
+
+On a fixed grid the NPMLE pins its atoms to grid points. `refine_atoms` starts
+from a certified grid solution and lets the atoms move (FREE_ATOMS.md, section 1):
+
+1. each run of consecutive grid points with weight above a threshold becomes one
+   atom (split at interior valleys of the weights);
+2. joint Newton on the locations `u` and weights `q` over the simplex, with the
+   eigenvalues of the reduced Hessian flipped or clipped, a trust radius, a
+   fraction-to-boundary rule on `q`, Armijo backtracking and an EM fallback;
+   vanishing weights are dropped and atoms that meet are merged;
+3. once Newton is stationary, the gradient function `D` is maximised over the
+   continuum (`_continuum`); every local maximum with `D > 1 + tol` joins the
+   atoms at weight 0, the weights of the enlarged set are re-solved by mixSQP,
+   and Newton resumes.
+
+All loops are capped `lax.while_loop`s over `max_atoms` static slots, so the
+whole refinement runs under `jit` (and `vmap`).
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+from .._internal import as_float64, as_weights, compiled
+from ._continuum import (
+    LogLikFn,
+    column_derivatives,
+    gradient_function,
+    maximise_gradient_function,
+)
+from ._operator import DenseLikelihood
+from ._solution import RESULTS
+from .solvers import MixSQP
+
+
+class AtomSolution(eqx.Module):
+    """A mixing distribution with free atoms, and its continuum certificate.
+
+    Slots hold the active atoms first, in increasing order; inactive slots have
+    `probs = 0`, `active = False` and `atoms = lower` (a finite filler, so that
+    the likelihood can be evaluated at every slot).
+
+    Attributes:
+        atoms: (K,) atom locations.
+        probs: (K,) atom weights, summing to 1 over the active slots.
+        active: (K,) which slots hold an atom.
+        loglik: () total log-likelihood `sum_i w_i log sum_j q_j G(y_i, u_j)`.
+        result: a `spmle.RESULTS` item: `successful` when certified (see
+            `gap`, `support_residual`, `stationarity`); `max_steps_reached`
+            when the steps or rounds ran out (also when atoms were needed but
+            every slot was taken: see `slots_full`); `stagnation` when neither
+            Newton nor EM could raise the likelihood; `invalid_input` for
+            invalid weights or a non-finite likelihood.
+        num_steps: () Newton (or fallback EM) steps.
+        num_rounds: () certificate rounds.
+        gap: () `max_V D - 1` over `[lower, upper]`; `W * gap` bounds the
+            log-likelihood gap to the NPMLE over the continuum.
+        support_residual: () `max_j |D(u_j) - 1|` over the atoms.
+        max_curvature: () `max_j D''(u_j)` over the atoms (negative at a
+            nondegenerate optimum).
+        stationarity: () the largest Lagrangian gradient entry, `|D(u_j) - 1|`
+            and `|q_j D'(u_j)|` (the latter for atoms not frozen at a bound).
+        resolution: () certificate grid spacing over the narrowest row
+            likelihood width (keep it below about 1/4).
+        slots_full: () True when the certificate asked for more atoms than
+            `max_atoms` slots (re-run with a larger `max_atoms`).
+    """
+
+    atoms: Float[Array, " K"]
+    probs: Float[Array, " K"]
+    active: Bool[Array, " K"]
+    loglik: Float[Array, ""]
+    result: RESULTS
+    num_steps: Int[Array, ""]
+    num_rounds: Int[Array, ""]
+    gap: Float[Array, ""]
+    support_residual: Float[Array, ""]
+    max_curvature: Float[Array, ""]
+    stationarity: Float[Array, ""]
+    resolution: Float[Array, ""]
+    slots_full: Bool[Array, ""]
+
+    @property
+    def num_atoms(self) -> Int[Array, ""]:
+        return jnp.sum(self.active)
+
+    @property
+    def converged(self) -> Bool[Array, ""]:
+        return self.result == RESULTS.successful
+
+
+class _Atoms(eqx.Module):
+    u: Float[Array, " K"]
+    q: Float[Array, " K"]
+    active: Bool[Array, " K"]
+
+
+def _canonical(atoms: _Atoms, lower, drop_tol) -> _Atoms:
+    """Drop weights below `drop_tol`, renormalise, sort active atoms first."""
+    active = atoms.active & (atoms.q >= drop_tol)
+    # The heaviest atom always survives, so a weight vector never empties.
+    active = active | (jnp.arange(atoms.q.shape[0]) == jnp.argmax(atoms.q))
+    q = jnp.where(active, atoms.q, 0.0)
+    q = q / jnp.sum(q)
+    order = jnp.argsort(jnp.where(active, atoms.u, jnp.inf))
+    active = active[order]
+    return _Atoms(jnp.where(active, atoms.u[order], lower), q[order], active)
+
+
+def _merge_closest(atoms: _Atoms, distance) -> _Atoms:
+    """Merge the closest pair of neighbouring atoms if nearer than `distance`
+    (weighted-mean location, summed weight): two coincident atoms share one
+    likelihood column, leaving the Newton system singular."""
+    u, q, active = atoms.u, atoms.q, atoms.active
+    both = active[:-1] & active[1:]
+    gaps = jnp.where(both, u[1:] - u[:-1], jnp.inf)
+    j = jnp.argmin(gaps)
+    merge = gaps[j] < distance
+    mass = q[j] + q[j + 1]
+    location = (q[j] * u[j] + q[j + 1] * u[j + 1]) / jnp.where(mass > 0, mass, 1.0)
+    merged = _Atoms(
+        u.at[j].set(location),
+        q.at[j].set(mass).at[j + 1].set(0.0),
+        active.at[j + 1].set(False),
+    )
+    return jax.tree.map(lambda a, b: jnp.where(merge, a, b), merged, atoms)
+
+
+def _clusters(grid, grid_probs, num_slots, threshold):
+    """One atom per run of consecutive grid points with weight above `threshold`,
+    a run split at each interior valley of the weights; runs beyond `num_slots`
+    are pooled into the last slot (the certificate repairs that)."""
+    order = jnp.argsort(grid)
+    grid, p = grid[order], grid_probs[order]
+    on = p > threshold
+    prev_on = jnp.concatenate([jnp.array([False]), on[:-1]])
+    next_on = jnp.concatenate([on[1:], jnp.array([False])])
+    prev_p = jnp.concatenate([jnp.array([0.0]), p[:-1]])
+    next_p = jnp.concatenate([p[1:], jnp.array([0.0])])
+    valley = on & prev_on & next_on & (p < prev_p) & (p <= next_p)
+    start = on & (~prev_on | valley)
+    label = jnp.minimum(jnp.cumsum(start) - 1, num_slots - 1)
+    label = jnp.where(on, label, num_slots)  # off-support points go nowhere
+    mass = jax.ops.segment_sum(jnp.where(on, p, 0.0), label, num_slots + 1)
+    moment = jax.ops.segment_sum(jnp.where(on, p * grid, 0.0), label, num_slots + 1)
+    mass, moment = mass[:num_slots], moment[:num_slots]
+    active = mass > 0
+    u = jnp.where(active, moment / jnp.where(active, mass, 1.0), grid[0])
+    return _Atoms(u, mass, active), jnp.sum(start) > num_slots
+
+
+def _mixture(log_lik_fn, atoms: _Atoms, w):
+    """`(mean log-likelihood, log f)` with normalised row weights `w`."""
+    log_q = jnp.where(atoms.active, jnp.log(atoms.q), -jnp.inf)
+    log_f = jax.nn.logsumexp(log_lik_fn(atoms.u) + log_q, axis=1)
+    return w @ log_f, log_f
+
+
+def _newton_system(log_lik_fn, atoms: _Atoms, w):
+    """Gradient (2K,) and Hessian (2K, 2K) of the mean log-likelihood in
+    `z = (u, q)`, with `D, D', D''` at the atoms and `log f`."""
+    value, slope, bend = column_derivatives(log_lik_fn, atoms.u)
+    log_q = jnp.where(atoms.active, jnp.log(atoms.q), -jnp.inf)
+    log_f = jax.nn.logsumexp(value + log_q, axis=1)
+    s = jnp.where(atoms.active, jnp.exp(value - log_f[:, None]), 0.0)
+    d, d1, d2 = w @ s, w @ (s * slope), w @ (s * (slope**2 + bend))
+    q = atoms.q
+    gradient = jnp.concatenate([q * d1, d])
+    # Per-row scores of log f in (u, q), and the second derivatives of f / f,
+    # which are diagonal per atom: d2/du2 -> q D'', d2/du dq -> D', d2/dq2 -> 0.
+    scores = jnp.concatenate([q * s * slope, s], axis=1)
+    k = q.shape[0]
+    second = jnp.zeros((2 * k, 2 * k))
+    index = jnp.arange(k)
+    second = second.at[index, index].set(q * d2)
+    second = second.at[index, k + index].set(d1).at[k + index, index].set(d1)
+    hessian = second - scores.T @ (w[:, None] * scores)
+    return gradient, hessian, (d, d1, d2), log_f
+
+
+def _frozen(atoms: _Atoms, d1, lower, upper):
+    """Atoms on a bound of the range whose derivative points outwards."""
+    return atoms.active & (
+        ((atoms.u <= lower) & (d1 < 0)) | ((atoms.u >= upper) & (d1 > 0))
+    )
+
+
+def _stationarity(atoms: _Atoms, d, d1, frozen):
+    moving = atoms.active & ~frozen
+    return jnp.maximum(
+        jnp.max(jnp.where(atoms.active, jnp.abs(d - 1.0), 0.0)),
+        jnp.max(jnp.where(moving, jnp.abs(atoms.q * d1), 0.0)),
+    )
+
+
+def _newton_direction(gradient, hessian, atoms: _Atoms, frozen):
+    """An ascent direction from the Hessian reduced to `sum q = 0`, its
+    eigenvalues made negative (flipped, or clipped away from 0)."""
+    k = atoms.q.shape[0]
+    free = jnp.concatenate([atoms.active & ~frozen, atoms.active])
+    # The u rows scale with q_j (an eigenvalue ~ q_j D''): scaling them by
+    # q_j^(-1/2) keeps a light atom's curvature visible to the clip.
+    scale = jnp.concatenate([jnp.sqrt(jnp.maximum(atoms.q, 1e-300)), jnp.ones(k)])
+    g = jnp.where(free, gradient / scale, 0.0)
+    h = hessian / (scale[:, None] * scale[None, :])
+    h = jnp.where(free[:, None] & free[None, :], h, 0.0) - jnp.diag(
+        jnp.where(free, 0.0, 1.0)
+    )
+    a = jnp.concatenate([jnp.zeros(k), atoms.active.astype(g.dtype)])
+    a = a / jnp.linalg.norm(a)
+    project = jnp.eye(2 * k) - jnp.outer(a, a)
+    g = project @ g
+    big = 1.0 + jnp.max(jnp.abs(h))
+    # The constraint direction gets a large negative eigenvalue of its own, so
+    # that it separates from the reduced Hessian's eigenvectors.
+    reduced = project @ h @ project - big * jnp.outer(a, a)
+    values, vectors = jnp.linalg.eigh(reduced)
+    floor = 1e-10 * jnp.max(jnp.abs(values))
+    magnitude = jnp.maximum(jnp.abs(values), floor)
+    step = vectors @ ((vectors.T @ g) / magnitude)
+    step = jnp.where(free, step, 0.0) / scale
+    return step[:k], step[k:], g @ (step * scale)
+
+
+class _Newton(eqx.Module):
+    atoms: _Atoms
+    steps: Int[Array, ""]
+    stationarity: Float[Array, ""]
+    stuck: Bool[Array, ""]
+
+
+def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
+    """Newton steps until stationary, stuck, or the step budget is spent."""
+    radius_cap = options["trust"] * (upper - lower)
+    merge_distance = options["merge"] * (upper - lower)
+
+    def measure(atoms):
+        gradient, hessian, (d, d1, _), _ = _newton_system(log_lik_fn, atoms, w)
+        frozen = _frozen(atoms, d1, lower, upper)
+        return gradient, hessian, frozen, _stationarity(atoms, d, d1, frozen), d
+
+    def cond(state: _Newton):
+        return (
+            (state.stationarity > options["grad_tol"])
+            & ~state.stuck
+            & (state.steps < step_cap)
+        )
+
+    def body(state: _Newton):
+        atoms = state.atoms
+        gradient, hessian, frozen, _, d = measure(atoms)
+        du, dq, slope = _newton_direction(gradient, hessian, atoms, frozen)
+        # Trust radius: never past half the gap to a neighbour, never beyond the cap.
+        u, active = atoms.u, atoms.active
+        gaps = jnp.where(active[:-1] & active[1:], u[1:] - u[:-1], jnp.inf)
+        room = 0.5 * jnp.minimum(
+            jnp.concatenate([jnp.array([jnp.inf]), gaps]),
+            jnp.concatenate([gaps, jnp.array([jnp.inf])]),
+        )
+        radius = jnp.minimum(room, radius_cap)
+        t_trust = jnp.min(
+            jnp.where(jnp.abs(du) > 0, radius / jnp.maximum(jnp.abs(du), 1e-300), 1.0)
+        )
+        # Fraction to the boundary: a weight keeps at least 1% of itself.
+        t_bound = jnp.min(
+            jnp.where(active & (dq < 0), 0.99 * atoms.q / jnp.maximum(-dq, 1e-300), 1.0)
+        )
+        t0 = jnp.minimum(1.0, jnp.minimum(t_trust, t_bound))
+        base, _ = _mixture(log_lik_fn, atoms, w)
+        # Round-off floor of the mean log-likelihood: below it ascent is invisible.
+        slack = 1e-13 * (1.0 + jnp.abs(base))
+
+        def trial(t):
+            q = jnp.where(active, jnp.maximum(atoms.q + t * dq, 0.0), 0.0)
+            moved = _Atoms(jnp.clip(u + t * du, lower, upper), q / jnp.sum(q), active)
+            return moved, _mixture(log_lik_fn, moved, w)[0]
+
+        def backtrack_cond(c):
+            t, value, _ = c
+            return ~(value >= base + 1e-4 * t * slope - slack) & (t > 1e-10 * t0)
+
+        def backtrack(c):
+            t, _, _ = c
+            moved, value = trial(0.5 * t)
+            return 0.5 * t, value, moved
+
+        first, value0 = trial(t0)
+        t, value, moved = jax.lax.while_loop(
+            backtrack_cond, backtrack, (t0, value0, first)
+        )
+        accepted = (value >= base + 1e-4 * t * slope - slack) & jnp.isfinite(value)
+        # EM on the weights never lowers the likelihood: the fallback step.
+        q_em = jnp.where(active, atoms.q * d, 0.0)
+        em = _Atoms(u, q_em / jnp.sum(q_em), active)
+        em_value, _ = _mixture(log_lik_fn, em, w)
+        em_ok = em_value > base
+        new = jax.tree.map(
+            lambda a, b, c: jnp.where(accepted, a, jnp.where(em_ok, b, c)),
+            moved,
+            em,
+            atoms,
+        )
+        new = _canonical(new, lower, options["drop"])
+        new = _canonical(_merge_closest(new, merge_distance), lower, options["drop"])
+        _, _, _, stationarity, _ = measure(new)
+        return _Newton(new, state.steps + 1, stationarity, ~accepted & ~em_ok)
+
+    _, _, _, stationarity, _ = measure(atoms)
+    start = _Newton(atoms, jnp.array(0), stationarity, jnp.array(False))
+    return jax.lax.while_loop(cond, body, start)
+
+
+class _Round(eqx.Module):
+    atoms: _Atoms
+    steps: Int[Array, ""]
+    rounds: Int[Array, ""]
+    candidates: Float[Array, " L"]
+    wanted: Bool[Array, " L"]
+    done: Bool[Array, ""]
+    certified: Bool[Array, ""]
+    stuck: Bool[Array, ""]
+    slots_full: Bool[Array, ""]
+    gap: Float[Array, ""]
+    stationarity: Float[Array, ""]
+    resolution: Float[Array, ""]
+
+
+def _add_atoms(log_lik_fn, atoms: _Atoms, weights, candidates, wanted, lower, tol):
+    """Put the wanted candidates in free slots at weight 0 and re-solve all the
+    weights by mixSQP on the (n, K) likelihood of the slots (Wang's CNM step)."""
+    free = ~atoms.active
+    # The r-th free slot takes the r-th wanted candidate (candidates are sorted
+    # by D, so the highest go first when slots are short).
+    free_rank = jnp.cumsum(free) - 1
+    wanted_rank = jnp.cumsum(wanted) - 1
+    num_wanted = jnp.sum(wanted)
+    source = jnp.argmax(
+        (wanted_rank[None, :] == free_rank[:, None]) & wanted[None, :], axis=1
+    )
+    take = free & (free_rank < num_wanted)
+    u = jnp.where(take, candidates[source], atoms.u)
+    active = atoms.active | take
+    log_lik = jnp.where(active[None, :], log_lik_fn(u), -jnp.inf)
+    solution = MixSQP(tol=tol * 1e-2).solve(
+        DenseLikelihood.from_log_lik(log_lik), weights, jnp.where(take, 0.0, atoms.q)
+    )
+    ok = jnp.all(jnp.isfinite(solution.probs))
+    q = jnp.where(ok & active, solution.probs, jnp.where(take, 0.0, atoms.q))
+    return _Atoms(u, q, active), num_wanted > jnp.sum(free)
+
+
+def refine_atoms(
+    log_lik_fn: LogLikFn,
+    weights: Float[Array, " n"] | None,
+    grid: Float[Array, " m"],
+    grid_probs: Float[Array, " m"],
+    *,
+    lower: float | Float[Array, ""] | None = None,
+    upper: float | Float[Array, ""] | None = None,
+    max_atoms: int = 16,
+    tol: float = 1e-8,
+    grad_tol: float = 1e-10,
+    max_steps: int = 200,
+    max_rounds: int = 20,
+    num_points: int = 2001,
+    cluster_threshold: float = 1e-10,
+    drop_tol: float = 1e-10,
+    merge_distance: float = 1e-4,
+    trust_radius: float = 0.1,
+) -> AtomSolution:
+    """The NPMLE of a one-dimensional mixing distribution over `[lower, upper]`,
+    with atoms free to move, refined from a grid solution at fixed parameters.
+
+    Args:
+        log_lik_fn: `points (k,) -> (n, k)` log-likelihoods of the n
+            observations at arbitrary latent points, column `j` depending on
+            `points[j]` only and twice differentiable in it (pure JAX).
+        weights: optional (n,) nonnegative row weights (default all 1).
+        grid: (m,) the grid of a grid NPMLE (any order).
+        grid_probs: (m,) its weights, e.g. `spmle.npmle(...).probs`.
+        lower, upper: the latent range (default: the grid's range).
+        max_atoms: static number of atom slots K.
+        tol: certificate tolerance on `max_V D - 1` and `|D(u_j) - 1|`.
+        grad_tol: Newton's tolerance on the Lagrangian gradient (`stationarity`).
+        max_steps: cap on Newton steps over all rounds.
+        max_rounds: cap on certificate rounds (each may add atoms).
+        num_points: points of the certificate grid on `[lower, upper]`. Choose
+            the spacing below a quarter of the narrowest row likelihood width
+            (`resolution <= 1/4` in the answer): no bump of `D` is narrower.
+        cluster_threshold: grid weights above it start atoms.
+        drop_tol: atoms lighter than this are dropped.
+        merge_distance: atoms closer than this times `upper - lower` merge.
+        trust_radius: cap on one Newton move of an atom, times `upper - lower`.
+
+    Returns:
+        An `AtomSolution` (K = `max_atoms` slots).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, spmle
+        >>> from spmle.npmle import refine_atoms
+        >>> jax.config.update("jax_enable_x64", True)
+        >>> x = jnp.array([-2.1, -1.8, -2.3, 1.9, 2.2, 2.4, 1.7])
+        >>> def log_lik_fn(v):
+        ...     return jax.scipy.stats.norm.logpdf(x[:, None], v[None, :], 0.5)
+        >>> grid = jnp.linspace(-3.0, 3.0, 13)
+        >>> start = spmle.npmle(log_lik_fn(grid))
+        >>> sol = refine_atoms(log_lik_fn, None, grid, start.probs)
+        >>> bool(sol.converged), int(sol.num_atoms)
+        (True, 2)
+        >>> bool(sol.loglik >= start.loglik)
+        True
+    """
+    grid = as_float64(grid, "grid")
+    grid_probs = as_float64(grid_probs, "grid_probs")
+    if grid.ndim != 1 or grid_probs.shape != grid.shape:
+        raise ValueError(
+            f"`grid` and `grid_probs` must be (m,) vectors of one length; got "
+            f"{grid.shape} and {grid_probs.shape}."
+        )
+    lower = jnp.min(grid) if lower is None else jnp.asarray(lower, grid.dtype)
+    upper = jnp.max(grid) if upper is None else jnp.asarray(upper, grid.dtype)
+    n = jax.eval_shape(log_lik_fn, grid[:2]).shape[0]
+    weights = as_weights(weights, n, "log_lik_fn")
+    settings = dict(
+        max_atoms=max_atoms,
+        tol=tol,
+        grad_tol=grad_tol,
+        max_steps=max_steps,
+        max_rounds=max_rounds,
+        num_points=num_points,
+        cluster_threshold=cluster_threshold,
+        drop_tol=drop_tol,
+        merge_distance=merge_distance,
+        trust_radius=trust_radius,
+    )
+    # Compiled once per function, shapes and settings, so that eager calls
+    # reuse one program; under an outer `jit` this inlines.
+    return _refine(log_lik_fn, weights, grid, grid_probs, lower, upper, **settings)
+
+
+@compiled
+def _refine(
+    log_lik_fn,
+    weights,
+    grid,
+    grid_probs,
+    lower,
+    upper,
+    *,
+    max_atoms,
+    tol,
+    grad_tol,
+    max_steps,
+    max_rounds,
+    num_points,
+    cluster_threshold,
+    drop_tol,
+    merge_distance,
+    trust_radius,
+):
+    w = weights / jnp.sum(weights)
+    options = dict(
+        grad_tol=grad_tol, trust=trust_radius, merge=merge_distance, drop=drop_tol
+    )
+    num_maxima = max_atoms
+
+    atoms, overflow = _clusters(grid, grid_probs, max_atoms, cluster_threshold)
+    atoms = _canonical(
+        _Atoms(jnp.clip(atoms.u, lower, upper), atoms.q, atoms.active), lower, drop_tol
+    )
+
+    def cond(state: _Round):
+        return ~state.done & (state.rounds < max_rounds)
+
+    def body(state: _Round):
+        atoms, full = jax.lax.cond(
+            jnp.any(state.wanted),
+            lambda: _add_atoms(
+                log_lik_fn,
+                state.atoms,
+                weights,
+                state.candidates,
+                state.wanted,
+                lower,
+                tol,
+            ),
+            lambda: (state.atoms, jnp.array(False)),
+        )
+        atoms = _canonical(atoms, lower, drop_tol)
+        newton = _newton(
+            log_lik_fn, atoms, w, lower, upper, max_steps - state.steps, options
+        )
+        atoms = newton.atoms
+        _, log_f = _mixture(log_lik_fn, atoms, w)
+        maximum = maximise_gradient_function(
+            log_lik_fn,
+            log_f,
+            w,
+            lower,
+            upper,
+            num_points=num_points,
+            num_maxima=num_maxima,
+        )
+        d, _, _ = gradient_function(log_lik_fn, atoms.u, log_f, w)
+        support = jnp.max(jnp.where(atoms.active, jnp.abs(d - 1.0), 0.0))
+        gap = maximum.max_value - 1.0
+        stationary = newton.stationarity <= grad_tol
+        certified = stationary & (gap <= tol) & (support <= tol)
+        wanted = (maximum.values > 1.0 + tol) & stationary
+        steps = state.steps + newton.steps
+        out_of_steps = steps >= max_steps
+        no_room = jnp.all(atoms.active) & jnp.any(wanted)
+        done = certified | newton.stuck | out_of_steps | no_room
+        return _Round(
+            atoms=atoms,
+            steps=steps,
+            rounds=state.rounds + 1,
+            candidates=maximum.points,
+            wanted=wanted & ~done,
+            done=done,
+            certified=certified,
+            stuck=newton.stuck & ~certified,
+            slots_full=state.slots_full | full | (no_room & ~certified),
+            gap=gap,
+            stationarity=newton.stationarity,
+            resolution=maximum.resolution,
+        )
+
+    nan = jnp.array(jnp.nan)
+    start = _Round(
+        atoms=atoms,
+        steps=jnp.array(0),
+        rounds=jnp.array(0),
+        candidates=jnp.zeros(num_maxima),
+        wanted=jnp.zeros(num_maxima, bool),
+        done=jnp.array(False),
+        certified=jnp.array(False),
+        stuck=jnp.array(False),
+        slots_full=overflow,
+        gap=nan,
+        stationarity=nan,
+        resolution=nan,
+    )
+    final = jax.lax.while_loop(cond, body, start)
+    atoms = final.atoms
+    _, log_f = _mixture(log_lik_fn, atoms, w)
+    d, _, d2 = gradient_function(log_lik_fn, atoms.u, log_f, w)
+    support = jnp.max(jnp.where(atoms.active, jnp.abs(d - 1.0), 0.0))
+    curvature = jnp.max(jnp.where(atoms.active, d2, -jnp.inf))
+    loglik = jnp.dot(weights, log_f)
+    invalid = (
+        ~jnp.all(jnp.isfinite(weights))
+        | jnp.any(weights < 0)
+        | ~jnp.any(weights > 0)
+        | ~jnp.isfinite(loglik)
+        | ~jnp.isfinite(final.gap)
+    )
+    failure = RESULTS.where(final.stuck, RESULTS.stagnation, RESULTS.max_steps_reached)
+    result = RESULTS.where(final.certified, RESULTS.successful, failure)
+    result = RESULTS.where(invalid, RESULTS.invalid_input, result)
+    return AtomSolution(
+        atoms=atoms.u,
+        probs=atoms.q,
+        active=atoms.active,
+        loglik=loglik,
+        result=result,
+        num_steps=final.steps,
+        num_rounds=final.rounds,
+        gap=final.gap,
+        support_residual=support,
+        max_curvature=curvature,
+        stationarity=final.stationarity,
+        resolution=final.resolution,
+        slots_full=final.slots_full,
+    )

@@ -1,0 +1,252 @@
+"""The free-atom refinement at fixed parameters against independent references:
+a scipy solve on the known number of atoms, a 10,000-point grid NPMLE, a brute
+force maximum of the gradient function, and the fabric-faults numbers of
+FREE_ATOMS.md."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+import scipy.special
+from jax.scipy.special import gammaln
+
+import spmle
+from spmle.npmle import RESULTS, refine_atoms
+
+
+LOWER, UPPER = -5.0, 6.0
+
+
+def _normal_sample():
+    rng = np.random.default_rng(1)
+    n = 400
+    v = np.where(rng.random(n) < 0.35, -1.3, 2.1)
+    return v + rng.standard_normal(n)
+
+
+X = _normal_sample()
+
+
+def normal_log_lik(points):
+    return jax.scipy.stats.norm.logpdf(jnp.asarray(X)[:, None], points[None, :])
+
+
+def normal_log_lik_np(points):
+    z = X[:, None] - np.asarray(points)[None, :]
+    return -0.5 * z**2 - 0.5 * np.log(2 * np.pi)
+
+
+LENGTH = np.array(
+    [551, 651, 832, 375, 715, 868, 271, 630, 491, 372, 645, 441, 895, 458, 642, 492]
+    + [543, 842, 905, 542, 522, 122, 657, 170, 738, 371, 735, 749, 495, 716, 952, 417],
+    dtype=float,
+)
+FAULTS = np.array(
+    [6, 4, 17, 9, 14, 8, 5, 7, 7, 7, 6, 8, 28, 4, 10, 4]
+    + [8, 9, 23, 9, 6, 1, 9, 4, 9, 14, 17, 10, 7, 3, 9, 2],
+    dtype=float,
+)
+OFFSET = 0.805 * np.log(LENGTH)
+
+
+def poisson_log_lik(points):
+    eta = points[None, :] + jnp.asarray(OFFSET)[:, None]
+    y = jnp.asarray(FAULTS)[:, None]
+    return y * eta - jnp.exp(eta) - gammaln(y + 1)
+
+
+def normal_refine(probs):
+    return refine_atoms(
+        normal_log_lik, None, START_GRID, probs, lower=LOWER, upper=UPPER
+    )
+
+
+# Spacing 0.5 on quarter points: neither -1.3 nor 2.1 (nor any atom) is on it.
+START_GRID = jnp.arange(-4.75, 5.0, 0.5)
+FABRIC_GRID = jnp.arange(-5.0, -0.99, 0.1)
+
+
+@pytest.fixture(scope="module")
+def normal_start():
+    return spmle.npmle(normal_log_lik(START_GRID), solver=spmle.MixSQP(tol=1e-10))
+
+
+@pytest.fixture(scope="module")
+def normal_refined(normal_start):
+    return jax.jit(normal_refine)(normal_start.probs)
+
+
+@pytest.fixture(scope="module")
+def fabric_start():
+    return spmle.npmle(poisson_log_lik(FABRIC_GRID), solver=spmle.MixSQP(tol=1e-10))
+
+
+@pytest.fixture(scope="module")
+def fabric_refined(fabric_start):
+    return refine_atoms(poisson_log_lik, None, FABRIC_GRID, fabric_start.probs)
+
+
+def _mixture_np(log_lik, probs):
+    a = log_lik.max(axis=1, keepdims=True)
+    return (a[:, 0] + np.log(np.exp(log_lik - a) @ probs)), a
+
+
+@functools.cache
+def fine_grid_npmle(num=10_000):
+    """The NPMLE on `num` equispaced points of [LOWER, UPPER]: solved by
+    spmle.npmle on every 20th point plus the points near that solution's
+    support, then certified on ALL `num` points in numpy (so the answer is the
+    full fine-grid NPMLE up to the certificate)."""
+    fine = np.linspace(LOWER, UPPER, num)
+    coarse = spmle.npmle(normal_log_lik(jnp.asarray(fine[::20])))
+    support = fine[::20][np.asarray(coarse.probs) > 1e-10]
+    near = np.min(np.abs(fine[:, None] - support[None, :]), axis=1) <= 0.01
+    keep = np.zeros(num, bool)
+    keep[::20] = True
+    keep |= near
+    sub = spmle.npmle(
+        normal_log_lik(jnp.asarray(fine[keep])), solver=spmle.MixSQP(tol=1e-10)
+    )
+    probs = np.zeros(num)
+    probs[keep] = np.asarray(sub.probs)
+    log_lik = normal_log_lik_np(fine)
+    log_f, _ = _mixture_np(log_lik, probs)
+    d = np.exp(log_lik - log_f[:, None]).mean(axis=0)
+    return fine, probs, float(log_f.sum()), float(d.max() - 1)
+
+
+def clusters_np(grid, probs, threshold=1e-10):
+    on = probs > threshold
+    u, q = [], []
+    for k in range(len(grid)):
+        if on[k] and (k == 0 or not on[k - 1]):
+            u.append(0.0)
+            q.append(0.0)
+        if on[k]:
+            u[-1] += probs[k] * grid[k]
+            q[-1] += probs[k]
+    q = np.array(q)
+    return np.array(u) / q, q
+
+
+def scipy_atoms(u0, q0):
+    """Maximum likelihood over k free atoms (normal location), independently:
+    weights as logits, BFGS, then a root of the gradient."""
+    k = len(u0)
+
+    def unpack(z):
+        eta = np.concatenate([z[k:], [0.0]])
+        return z[:k], scipy.special.softmax(eta)
+
+    def value_and_gradient(z):
+        u, q = unpack(z)
+        log_lik = normal_log_lik_np(u)
+        log_f, _ = _mixture_np(log_lik, q)
+        r = np.exp(log_lik - log_f[:, None]) * q
+        g_u = np.sum(r * (X[:, None] - u[None, :]), axis=0)
+        g_eta = np.sum(r - q, axis=0)[:-1]
+        return log_f.sum(), np.concatenate([g_u, g_eta])
+
+    z0 = np.concatenate([u0, np.log(q0[:-1] / q0[-1])])
+    res = scipy.optimize.minimize(
+        lambda z: tuple(-t for t in value_and_gradient(z)),
+        z0,
+        jac=True,
+        method="BFGS",
+        options=dict(gtol=1e-9, maxiter=5000),
+    )
+    root = scipy.optimize.root(lambda z: value_and_gradient(z)[1], res.x, tol=1e-14)
+    u, q = unpack(root.x)
+    value, gradient = value_and_gradient(root.x)
+    assert np.max(np.abs(gradient)) < 1e-8
+    return u, q, value
+
+
+def test_normal_atoms_match_scipy_on_the_npmle_atom_count(normal_refined):
+    fine, probs, _, violation = fine_grid_npmle()
+    assert violation <= 1e-8
+    u0, q0 = clusters_np(fine, probs)
+    # This sample's NPMLE has a third, small atom between the two true ones.
+    assert len(u0) == 3
+    u_ref, q_ref, loglik_ref = scipy_atoms(u0, q0)
+    sol = normal_refined
+    assert sol.result == RESULTS.successful
+    assert int(sol.num_atoms) == len(u0)
+    np.testing.assert_allclose(sol.atoms[:3], u_ref, atol=1e-6)
+    np.testing.assert_allclose(sol.probs[:3], q_ref, atol=1e-6)
+    np.testing.assert_allclose(float(sol.loglik), loglik_ref, atol=1e-8)
+    assert not np.any(np.asarray(sol.active[3:]))
+    assert np.all(np.asarray(sol.probs[3:]) == 0)
+
+
+def test_normal_loglik_beats_both_grids(normal_refined, normal_start):
+    _, _, fine_loglik, violation = fine_grid_npmle()
+    assert violation <= 1e-8
+    # A grid of spacing 1.1e-3 loses O(h^2) here (about 7e-7): a real margin.
+    assert float(normal_refined.loglik) >= fine_loglik + 1e-7
+    assert float(normal_refined.loglik) > float(normal_start.loglik) + 1e-3
+
+
+def test_continuum_certificate_against_brute_force(normal_refined):
+    sol = normal_refined
+    active = np.asarray(sol.active)
+    u, q = np.asarray(sol.atoms)[active], np.asarray(sol.probs)[active]
+    log_f, _ = _mixture_np(normal_log_lik_np(u), q)
+    v = np.linspace(LOWER, UPPER, 20_000)
+    d = np.exp(normal_log_lik_np(v) - log_f[:, None]).mean(axis=0)
+    assert abs((d.max() - 1) - float(sol.gap)) <= 1e-9
+    assert float(sol.gap) <= 1e-8
+    assert float(sol.support_residual) <= 1e-8
+    assert float(sol.max_curvature) < 0
+    assert float(sol.resolution) <= 0.25
+
+
+def test_poisson_fabric_faults(fabric_refined, fabric_start):
+    sol = fabric_refined
+    assert sol.result == RESULTS.successful
+    assert int(sol.num_atoms) == 2
+    np.testing.assert_allclose(sol.atoms[:2], [-3.166, -2.402], atol=5e-4)
+    np.testing.assert_allclose(sol.probs[:2], [0.796, 0.204], atol=5e-4)
+    assert round(-2 * float(sol.loglik), 3) == 172.663
+    assert float(sol.loglik) > float(fabric_start.loglik)
+    assert float(sol.gap) <= 1e-8 and float(sol.max_curvature) < 0
+
+
+def test_jit_matches_eager(fabric_refined, fabric_start):
+    jitted = jax.jit(lambda p: refine_atoms(poisson_log_lik, None, FABRIC_GRID, p))(
+        fabric_start.probs
+    )
+    for a, b in zip(
+        jax.tree.leaves(jitted), jax.tree.leaves(fabric_refined), strict=True
+    ):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
+
+
+def test_atoms_are_added_from_a_single_point(fabric_refined):
+    # All the mass on one grid point: the certificate must add the second atom.
+    one_point = jnp.zeros(FABRIC_GRID.shape).at[20].set(1.0)
+    sol = refine_atoms(poisson_log_lik, None, FABRIC_GRID, one_point)
+    assert sol.result == RESULTS.successful
+    assert int(sol.num_rounds) >= 2
+    np.testing.assert_allclose(sol.atoms, fabric_refined.atoms, atol=1e-8)
+    np.testing.assert_allclose(sol.probs, fabric_refined.probs, atol=1e-8)
+
+
+def test_weights_enter_like_repeated_rows(fabric_start):
+    # Weight 2 on every row doubles the log-likelihood and moves nothing.
+    doubled = refine_atoms(
+        poisson_log_lik, 2.0 * jnp.ones(32), FABRIC_GRID, fabric_start.probs
+    )
+    single = refine_atoms(poisson_log_lik, None, FABRIC_GRID, fabric_start.probs)
+    np.testing.assert_allclose(doubled.atoms, single.atoms, atol=1e-10)
+    np.testing.assert_allclose(float(doubled.loglik), 2 * float(single.loglik))
+
+
+def test_invalid_weights_are_a_status():
+    bad = jnp.ones(32).at[3].set(-1.0)
+    start = jnp.full(FABRIC_GRID.shape, 1.0 / FABRIC_GRID.size)
+    sol = refine_atoms(poisson_log_lik, bad, FABRIC_GRID, start)
+    assert sol.result == RESULTS.invalid_input
