@@ -2,6 +2,7 @@
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -13,10 +14,13 @@ from ..contract import AbstractModel, Groups
 from ..inference import MixingDistribution, Results, covariance_estimator
 from ..npmle import AbstractNPMLESolver, MixSQP
 from ..profile import (
+    FreeAtomsInfo,
+    contributions_at_atoms,
     derivatives_at,
     group_labels,
     groups_at_optimum,
     likelihood,
+    loglik_at_atoms,
     prepare_inputs,
     profile_loglik,
     profile_objective,
@@ -43,10 +47,16 @@ class ProfileProblem(AbstractProblem):
     groups: Groups | None
     labels: Int[Array, " n"]
     solver: AbstractNPMLESolver
-    # Each group's optimal weights at the parameters being differentiated: set by
-    # `at_optimum`, so that derivatives at the estimate need no inner solve.
-    optimum: Float[Array, "G m"] | None = None
+    # Each group's optimal weights (or the free atoms) at the parameters being
+    # differentiated: set by `at_optimum`, so that derivatives at the estimate
+    # need no inner solve.
+    optimum: Any = None
     chunk_rows: int | None = eqx.field(static=True, default=None)
+    atoms: str = eqx.field(static=True, default="grid")
+
+    @property
+    def free(self) -> bool:
+        return self.atoms == "free"
 
     @classmethod
     def build(
@@ -59,16 +69,28 @@ class ProfileProblem(AbstractProblem):
         weights: Float[Array, " n"] | None = None,
         solver: AbstractNPMLESolver = MixSQP(),
         chunk_rows: int | None = None,
+        atoms: str = "grid",
     ) -> "ProfileProblem":
         """The problem of `spmle.fit(model, data, support, ...)` (the model only
         gives the structure; its parameter values are not used)."""
+        if atoms not in ("grid", "free"):
+            raise ValueError(f"atoms={atoms!r}: use 'grid' or 'free'.")
         data, n, support, groups, weights = prepare_inputs(
             data, support, groups, weights
         )
         static = split(model)[1]
         labels = group_labels(groups, n)
         return cls(
-            static, data, weights, support, groups, labels, solver, None, chunk_rows
+            static,
+            data,
+            weights,
+            support,
+            groups,
+            labels,
+            solver,
+            None,
+            chunk_rows,
+            atoms,
         )
 
     def loglik(self, params, init=None):
@@ -82,14 +104,20 @@ class ProfileProblem(AbstractProblem):
                 solver=self.solver,
                 throw=False,
                 init=init,
+                atoms=self.atoms,
             )
+        if self.free:
+            return loglik_at_atoms(
+                self.model(params), self.data, self.weights, self.optimum
+            )[0], None
         return jnp.sum(self._optimal(params)[2]), None
 
     def _log_lik_fn(self, unflatten) -> ModelLogLik:
         return ModelLogLik(self.static, unflatten, self.support)
 
     def search_loglik(self, params, init=None):
-        if self.optimum is not None:
+        if self.optimum is not None or self.free:
+            # Free atoms: the value's gradient is the envelope one already.
             return self.loglik(params, init)
         # One (n, m) array instead of two: see `spmle.profile._objective`.
         flat, unflatten = flatten(params)
@@ -106,7 +134,7 @@ class ProfileProblem(AbstractProblem):
         )
 
     def derivatives(self, flat, unflatten):
-        if self.optimum is None:
+        if self.optimum is None or self.free:
             return super().derivatives(flat, unflatten)
         # In row chunks: memory independent of n (see `spmle.profile_derivatives`).
         return derivatives_at(
@@ -129,11 +157,14 @@ class ProfileProblem(AbstractProblem):
             # Zeros mean "cold": the solver takes EM steps from uniform weights.
             num_groups = 1 if self.groups is None else self.groups.num_groups
             return jnp.asarray(np.zeros((num_groups, self.support.shape[0])))
+        if isinstance(aux, FreeAtomsInfo):
+            return aux.grid.probs
         return aux.probs
 
     def at_optimum(self, aux):
+        optimum = aux.atoms if isinstance(aux, FreeAtomsInfo) else aux.probs
         return eqx.tree_at(
-            lambda p: p.optimum, self, aux.probs, is_leaf=lambda x: x is None
+            lambda p: p.optimum, self, optimum, is_leaf=lambda x: x is None
         )
 
     def _optimal(self, params):
@@ -151,12 +182,21 @@ class ProfileProblem(AbstractProblem):
         return self._optimal(params)[1]
 
     def contributions(self, params):
+        if self.free:
+            atoms = self.optimum
+            if atoms is None:
+                atoms = self.loglik(params)[1].atoms
+            return contributions_at_atoms(
+                self.model(params), self.data, self.weights, atoms
+            )
         op, probs, _ = self._optimal(params)
         mixture = op.grouped_mv(probs, self.labels)
         return self.weights * (op.row_max + jnp.log(mixture))
 
     def describe(self, aux) -> Description:
         """The estimated F and the state of the inner solves at the estimate."""
+        if isinstance(aux, FreeAtomsInfo):
+            return _describe_free(aux, int(self.support.shape[0]))
         probs = np.asarray(aux.probs)
         support = np.asarray(self.support)
         inner_ok = bool(aux.converged)
@@ -176,6 +216,25 @@ class ProfileProblem(AbstractProblem):
             inner_converged=inner_ok,
             inner_message=inner,
         )
+
+
+def _describe_free(aux: FreeAtomsInfo, grid_size: int) -> Description:
+    active = np.asarray(aux.atoms.active)
+    atoms, probs = np.asarray(aux.atoms.atoms)[active], np.asarray(aux.atoms.probs)
+    ok = bool(aux.converged)
+    state = "certified" if ok else "NOT certified"
+    inner = (
+        f"{active.sum()} free atoms from a {grid_size}-point grid, {state} over the "
+        f"continuum (max D - 1 = {float(aux.atoms.gap):.1e})"
+    )
+    return Description(
+        mixing=MixingDistribution(atoms, probs[active][None]),
+        df_mixing=int(2 * active.sum() - 1),
+        num_groups=1,
+        grid_size=None,
+        inner_converged=ok,
+        inner_message=inner,
+    )
 
 
 def _edge_points(support: np.ndarray) -> np.ndarray:
@@ -202,8 +261,10 @@ def fit(
     bootstrap_draws: int = 199,
     key=None,
     gtol: float = GTOL,
+    atoms: str = "grid",
 ) -> Results:
-    """Semiparametric maximum likelihood: theta by the profile likelihood, F on a grid.
+    """Semiparametric maximum likelihood: theta by the profile likelihood, F on a grid
+    or on free atoms.
 
     Maximises `L*(theta) = sum_g max_{p_g} sum_{i in g} w_i log sum_k exp(l_ik) p_gk`
     over the model's parameters (its floating array fields) with a jit-compiled
@@ -229,6 +290,11 @@ def fit(
         clusters: (n,) cluster ids for `cov_type="cluster"`.
         gtol: the optimiser also stops once every entry of the mean gradient is
             below `gtol`; Newton steps finish from there.
+        atoms: `"grid"` (default) or `"free"`: F's atoms start on the support
+            points and move with theta (see `spmle.profile_loglik`), so that the
+            standard errors of parameters that shift or scale the latent are the
+            smooth profile's (docs/inference.md: the sawtooth). One-dimensional
+            latents without groups; the delta method is grid-only for now.
 
     Returns:
         `spmle.Results` with `params`, `bse`, `cov_params()`, `conf_int()`,
@@ -249,14 +315,24 @@ def fit(
         cov_type, clusters=clusters, bootstrap_draws=bootstrap_draws, key=key
     )
     problem = ProfileProblem.build(
-        model0, data, support, groups=groups, weights=weights, solver=solver
+        model0,
+        data,
+        support,
+        groups=groups,
+        weights=weights,
+        solver=solver,
+        atoms=atoms,
     )
     # Fail early, with a message naming rows, on a bad model or data at the start.
     likelihood(model0, problem.data, problem.support, problem.weights)
     run = optimise(problem, model0, starts, optimizer, max_steps, gtol=gtol)
     description = problem.describe(run.aux)
     probs, support = description.mixing.probs, np.asarray(problem.support)
-    edge = _edge_points(support)
+    if problem.free:  # an atom at an end of the range: the range may be too narrow
+        atoms = description.mixing.support
+        edge = (atoms <= support.min() + 1e-9) | (atoms >= support.max() - 1e-9)
+    else:
+        edge = _edge_points(support)
     if np.any(probs[:, edge] > 1e-8):
         warnings.warn(
             "the estimated mixing distribution puts mass "
@@ -272,5 +348,7 @@ def fit(
         covariance,
         method="profile maximum likelihood (NPMLE of F)",
         description=description,
-        latent_weights=lambda problem, flat: problem.probs(unflatten(flat)),
+        latent_weights=None
+        if problem.free
+        else lambda problem, flat: problem.probs(unflatten(flat)),
     )

@@ -188,10 +188,9 @@ class Results:
         if kind != "wald":
             header.append(("Intervals", kind.replace("_", "-")))
         if self.mixing is not None:
-            header += [
-                ("Groups", str(self.num_groups)),
-                ("Grid size", str(self.grid_size)),
-            ]
+            header.append(("Groups", str(self.num_groups)))
+            if self.grid_size is not None:
+                header.append(("Grid size", str(self.grid_size)))
         status = "yes" if self.converged else "NO"
         header.append(
             (

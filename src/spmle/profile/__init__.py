@@ -4,6 +4,11 @@ optimiser's one-array objective, and value, gradient and Hessian in row chunks.
 What the estimation layer may use is listed here.
 """
 
+from ._atoms import (
+    FreeAtomsInfo as FreeAtomsInfo,
+    contributions_at_atoms as contributions_at_atoms,
+    loglik_at_atoms as loglik_at_atoms,
+)
 from ._derivatives import (
     ProfileDerivatives as ProfileDerivatives,
     derivatives_at as derivatives_at,
@@ -14,8 +19,8 @@ from ._groups import (
     groups_at_optimum as groups_at_optimum,
     solve_groups as solve_groups,
 )
+from ._info import ProfileInfo as ProfileInfo
 from ._loglik import (
-    ProfileInfo as ProfileInfo,
     likelihood as likelihood,
     prepare_inputs as prepare_inputs,
     profile_loglik as profile_loglik,

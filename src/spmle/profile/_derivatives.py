@@ -38,7 +38,8 @@ from .._internal import (
 from ..contract import AbstractModel
 from ..npmle import AbstractNPMLESolver, DenseLikelihood, MixSQP, weight_response
 from ._groups import group_labels
-from ._loglik import ProfileInfo, prepare_inputs, profile_loglik
+from ._info import ProfileInfo
+from ._loglik import prepare_inputs, profile_loglik
 
 
 def chunked_derivatives(

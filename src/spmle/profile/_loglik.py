@@ -7,11 +7,10 @@ weights through the inner solve's KKT-based custom JVP, so `jax.hessian` is the
 true profile Hessian `C - B' H^-1 B`.
 """
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Float
 
 from .._internal import (
     ModelLogLik,
@@ -29,56 +28,12 @@ from ..npmle import (
     AbstractNPMLESolver,
     DenseLikelihood,
     MixSQP,
-    NPMLESolution,
     RowChunkedLikelihood,
     check_values_eagerly,
 )
+from ._atoms import free_atoms_loglik
 from ._groups import as_groups, groups_at_optimum, solve_groups
-
-
-class ProfileInfo(eqx.Module):
-    """Auxiliary output of `profile_loglik`: the inner solves, one per group
-    (G = 1 without groups), as one `NPMLESolution` with a leading group axis.
-
-    Attributes:
-        solutions: the (G,)-batched `NPMLESolution` of the inner solves.
-        probs: (G, m) optimal weights of each group's mixing distribution.
-        loglik: (G,) each group's optimal log-likelihood.
-        result: (G,) `spmle.RESULTS` of each inner solve.
-        num_steps: (G,) inner SQP steps.
-        kkt_violation: (G,) `max_k (d_k - 1)` over the grid.
-        kkt_support_residual: (G,) `max |d_k - 1|` over the support.
-    """
-
-    solutions: NPMLESolution
-
-    probs = property(lambda self: self.solutions.probs)
-    loglik = property(lambda self: self.solutions.loglik)
-    result = property(lambda self: self.solutions.result)
-    num_steps = property(lambda self: self.solutions.num_steps)
-    kkt_violation = property(lambda self: self.solutions.kkt_violation)
-    kkt_support_residual = property(lambda self: self.solutions.kkt_support_residual)
-
-    @property
-    def converged(self) -> Bool[Array, ""]:
-        """True when every inner solve is certified."""
-        return jnp.all(self.solutions.converged)
-
-    def first_failure(self) -> RESULTS:
-        """The result of the first uncertified group (`successful` if none): the
-        real cause, also under `jit`."""
-        index = jnp.argmax(~self.solutions.converged)
-        return jax.tree.map(lambda x: x[index], self.result)
-
-
-def with_optimum(solutions: NPMLESolution, probs, loglik, weights_total):
-    """The record with differentiable `probs` and `loglik` in place of the
-    solver's (same values)."""
-    return eqx.tree_at(
-        lambda s: (s.probs, s.loglik, s.mean_loglik),
-        solutions,
-        (probs, loglik, loglik / weights_total),
-    )
+from ._info import ProfileInfo, group_totals, with_optimum
 
 
 @compiled
@@ -144,6 +99,7 @@ def profile_loglik(
     throw: bool = True,
     init: Float[Array, "G m"] | None = None,
     chunk_rows: int | None = None,
+    atoms: str = "grid",
 ) -> tuple[Float[Array, ""], ProfileInfo]:
     """The total profile log-likelihood of `model` and the optimal mixing weights.
 
@@ -165,6 +121,13 @@ def profile_loglik(
             integer never builds it, recomputing blocks of `chunk_rows` rows from
             `log_cond_lik` in every product (`spmle.RowChunkedLikelihood`):
             memory of one block, time of one model evaluation per product.
+        atoms: `"grid"` (default) keeps F on the support points; `"free"` starts
+            there and refines to atoms that move with the parameters (the NPMLE
+            over the continuum `[min support, max support]`, certified there):
+            then the profile is smooth in parameters that shift or scale the
+            latent, and `info` is a `FreeAtomsInfo`. One-dimensional latents
+            without groups, for models whose `log_cond_lik` is differentiable
+            in the support point.
 
     Returns:
         `(loglik, info)`: the total `sum_i w_i log sum_k exp(l_ik) p_gk` at the
@@ -185,8 +148,27 @@ def profile_loglik(
         >>> info.probs.shape, grad.loadings.shape
         ((1, 75), (2,))
     """
+    if atoms not in ("grid", "free"):
+        raise ValueError(f"atoms={atoms!r}: use 'grid' or 'free'.")
     data, _, support, groups, weights = prepare_inputs(data, support, groups, weights)
     op = likelihood(model, data, support, weights, chunk_rows)
+    if atoms == "free":
+        value, info = free_atoms_loglik(
+            model, data, support, weights, op, groups, solver, init
+        )
+        if throw:
+            failed = ~info.converged
+            if is_concrete(failed):
+                if failed:
+                    cause = RESULTS[info.atoms.result]
+                    cause = cause or RESULTS[info.grid.first_failure()]
+                    raise RuntimeError(
+                        f"the free-atom NPMLE is not certified: {cause} (continuum "
+                        f"gap {float(info.atoms.gap):.3g})."
+                    )
+            else:
+                value = info.atoms.result.error_if(value, failed)
+        return value, info
     solutions = solve_groups(op, weights, groups, solver, init)
     probs, loglik = groups_at_optimum(op, weights, solutions.probs, groups)
     totals = group_totals(weights, groups)
@@ -198,13 +180,6 @@ def profile_loglik(
         else:
             value = info.first_failure().error_if(value, ~info.converged)
     return value, info
-
-
-def group_totals(weights, groups) -> Float[Array, " G"]:
-    """(G,) each group's total weight."""
-    if groups is None:
-        return jnp.sum(weights)[None]
-    return jnp.sum(jnp.where(groups.mask, weights[groups.index], 0.0), axis=1)
 
 
 def _raise_if_failed(info: ProfileInfo, solver) -> None:

@@ -24,7 +24,7 @@ from .._internal import ModelLogLik, map_chunks, row_chunks
 from ..contract import Groups
 from ..npmle import DenseLikelihood, RowChunkedLikelihood, shifted_likelihood
 from ._groups import solve_groups
-from ._loglik import ProfileInfo, group_totals, with_optimum
+from ._info import ProfileInfo, group_totals, with_optimum
 
 
 @eqx.filter_custom_jvp
