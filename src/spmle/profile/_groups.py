@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Int
 
+from .._internal import compiled
 from ..contract import Groups
 from ..npmle import at_optimum, optimum_tangents, solve_weights
 
@@ -51,9 +52,11 @@ def map_groups(fn, op, weights, groups: Groups | None, *per_group):
     return jax.vmap(one)(*args)
 
 
+@compiled
 def solve_groups(op, weights, groups: Groups | None, solver, init=None):
     """The inner NPMLE of every group: an `NPMLESolution` with a leading axis G,
-    started from `init` (G, m) when given.
+    started from `init` (G, m) when given. Compiled once per shape and solver when
+    called eagerly (each eager call would otherwise trace the solver's loops).
 
     No derivatives run through here (pass the solution's `probs` to
     `groups_at_optimum` for those).
