@@ -181,6 +181,9 @@ class RowChunkedLikelihood(AbstractLikelihoodOperator):
     row_max: Float[Array, " n"]
     num_rows: int = eqx.field(static=True)
     num_points: int = eqx.field(static=True)
+    # Optional (num_chunks, size, m) blocks of A already built (e.g. for a solve):
+    # `grouped_mv_pullback` then reads them instead of recomputing the shift.
+    blocks: Any = None
 
     @classmethod
     def from_function(
@@ -269,16 +272,17 @@ class RowChunkedLikelihood(AbstractLikelihoodOperator):
         return map_chunks(one, chunks).reshape(-1)[: self.num_rows]
 
     def grouped_mv_pullback(self, probs, labels, cotangent):
-        # One block's pullback at a time: the memory of one (size, m) block.
+        # One block at a time: the memory of one (size, m) block. The pullback of
+        # A_ik = exp(l_ik - row_max_i) is A_ik times that of l_ik, so the model's
+        # own pullback runs once per block, with no derivative of exp.
         def one(chunk):
-            rows, row_max, labels, cotangent = chunk
-            _, pullback = jax.vjp(
-                lambda params: jnp.sum(
-                    self._block(rows, row_max, params) * probs[labels], axis=1
-                ),
-                self.params,
+            rows, row_max, labels, cotangent, *cached = chunk
+            log_lik, pullback = jax.vjp(
+                lambda params: self.log_lik_fn(params, rows), self.params
             )
-            return pullback(cotangent)[0]
+            block = cached[0] if cached else _shifted_likelihood(log_lik, row_max)
+            weighted = block * (probs[0] if probs.shape[0] == 1 else probs[labels])
+            return pullback(jnp.where(block > 0, cotangent[:, None] * weighted, 0.0))[0]
 
         chunks = (
             self.chunks,
@@ -286,6 +290,8 @@ class RowChunkedLikelihood(AbstractLikelihoodOperator):
             self._by_chunk(labels),
             self._padded(cotangent),
         )
+        if self.blocks is not None:
+            chunks = (*chunks, self.blocks)
         zeros = jax.tree.map(jnp.zeros_like, self.params)
         params = sum_chunks(one, zeros, chunks)
         cotangent_op = jax.tree.map(lambda _: None, self)

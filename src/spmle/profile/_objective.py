@@ -83,8 +83,9 @@ def profile_objective(
     u = dense.grouped_mv(probs, chunks[2].reshape(-1))[:n]
     contribution = jnp.where(weights > 0, weights * (dense.row_max[:n] + jnp.log(u)), 0)
     loglik = jax.ops.segment_sum(contribution, labels, num_segments=probs.shape[0])
+    # The same rows as blocks, for the gradient (reads the blocks built above).
     chunked = RowChunkedLikelihood(
-        log_lik_fn, stopped, chunks[0], dense.row_max[:n], n, m
+        log_lik_fn, stopped, chunks[0], dense.row_max[:n], n, m, matrix
     )
     # Weight-0 rows may have u = 0: they contribute nothing.
     cotangent = jnp.where(weights > 0, weights / jnp.where(weights > 0, u, 1.0), 0.0)
