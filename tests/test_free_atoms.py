@@ -52,8 +52,14 @@ def fits():
             "sandwich": spmle.fit(
                 Faults(jnp.array(0.5)), DATA, GRID, atoms="free", cov_type="sandwich"
             ),
-            "grid": spmle.fit(Faults(jnp.array(0.5)), DATA, GRID),
         }
+
+
+@pytest.fixture(scope="module")
+def grid_fit():
+    with pytest.warns(spmle.GridWarning, match="sawtooth in beta") as record:
+        res = spmle.fit(Faults(jnp.array(0.5)), DATA, GRID)
+    return res, [str(w.message) for w in record]
 
 
 def test_free_profile_is_the_continuum_npmle():
@@ -72,8 +78,8 @@ def test_free_profile_is_the_continuum_npmle():
     assert float(value) >= float(grid_value)
 
 
-def test_fit_with_free_atoms_matches_the_reference(fits):
-    free, grid = fits["free"], fits["grid"]
+def test_fit_with_free_atoms_matches_the_reference(fits, grid_fit):
+    free, grid = fits["free"], grid_fit[0]
     reference = REFERENCE["free_uncentred"]
     assert free.converged
     assert float(free.params["beta"]) == pytest.approx(reference["beta_hat"], abs=1e-6)
@@ -124,3 +130,15 @@ def test_hessian_and_scores_match_finite_differences_of_the_resolved_profile(fit
     information = -float(free.hessian.iloc[0, 0])
     expected = np.sqrt(np.sum(scores**2)) / information
     assert float(sandwich.bse["beta"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_grid_fit_detects_its_sawtooth(fits, grid_fit):
+    grid, messages = grid_fit
+    # The warning's factor is the SE's error: sqrt(Hessian / secant curvature).
+    se_free, se_grid = float(fits["free"].bse["beta"]), float(grid.bse["beta"])
+    factor = float(
+        next(m for m in messages if "sawtooth" in m).split("about ")[1].split(" ")[0]
+    )
+    assert 0.5 < factor / (se_free / se_grid) < 2
+    assert any("sawtooth in beta" in note for note in grid.notes)
+    assert "sawtooth in beta" in grid.summary()

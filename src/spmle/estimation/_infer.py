@@ -137,4 +137,5 @@ def infer(
         grid_size=description.grid_size,
         delta=delta,
         draws=estimate.draws,
+        notes=description.notes,
     )

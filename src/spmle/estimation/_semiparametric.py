@@ -9,7 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from .._internal import GridWarning, ModelLogLik, flatten, split
+from .._internal import (
+    GridWarning,
+    ModelLogLik,
+    flatten,
+    names as parameter_names,
+    split,
+)
 from ..contract import AbstractModel, Groups
 from ..inference import MixingDistribution, Results, covariance_estimator
 from ..npmle import AbstractNPMLESolver, MixSQP
@@ -27,7 +33,7 @@ from ..profile import (
     solve_groups,
 )
 from ._infer import Description, infer
-from ._minimise import GTOL
+from ._minimise import GTOL, _minimise
 from ._optimise import optimise
 from ._problem import AbstractProblem
 
@@ -237,6 +243,61 @@ def _describe_free(aux: FreeAtomsInfo, grid_size: int) -> Description:
     )
 
 
+# The exact Hessian against the profile's secant curvature over +-3 standard
+# errors: on fabric faults (a 0.1 grid, the covariate uncentred) the ratio is 235
+# (the SE 15 times too small); on the README's LinearFactor design it is 0.96 to
+# 1.24 at n = 1000 and 2e4 on grids of 31 and 75 points.
+SAWTOOTH_RATIO = 2.0
+
+
+def _sawtooth(problem: ProfileProblem, run, names) -> list[tuple[str, str]]:
+    """`(warning, summary note)` for each parameter in which the grid profile is a
+    sawtooth: its exact Hessian measures one tooth, its curvature over a span of
+    several teeth (+-3 of the Hessian's own standard errors) is far flatter."""
+    hessian = np.asarray(run.hessian)
+    try:
+        se = np.sqrt(np.diag(np.linalg.inv(-hessian)))
+    except np.linalg.LinAlgError:
+        return []
+    if not np.all(np.isfinite(se) & (se > 0)):
+        return []
+    flat, unflatten = flatten(run.params)
+    flat = np.asarray(flat)
+    init = problem.warm_start(run.aux)
+    notes = []
+    for j, name in enumerate(names):
+        step = 3 * se[j] * np.eye(flat.size)[j]
+        values = [
+            float(
+                _minimise(
+                    problem,
+                    unflatten(flat + sign * step),
+                    run.optimizer,
+                    np.asarray(0),
+                    init,
+                    np.asarray(0.0),
+                ).value
+            )
+            for sign in (1, -1)
+        ]
+        secant = (values[0] - 2 * run.value + values[1]) / (3 * se[j]) ** 2
+        ratio = hessian[j, j] / secant if secant < 0 else np.inf
+        if ratio > SAWTOOTH_RATIO:
+            warning = (
+                f"the profile likelihood is a sawtooth in {name} on this grid: its "
+                f"exact Hessian is {ratio:.3g} times its curvature over +-3 standard "
+                f"errors, so the standard error of {name} is about "
+                f"{np.sqrt(ratio):.3g} times too small. Refit with atoms='free' "
+                "(atoms that move with theta); centring covariates helps on a grid."
+            )
+            note = (
+                f"sawtooth in {name}: SE ~{np.sqrt(ratio):.2g}x too small; use "
+                "atoms='free'"
+            )
+            notes.append((warning, note))
+    return notes
+
+
 def _edge_points(support: np.ndarray) -> np.ndarray:
     if support.ndim == 1:
         return (support == support.min()) | (support == support.max())
@@ -341,6 +402,11 @@ def fit(
             GridWarning,
             stacklevel=2,
         )
+    if not problem.free:
+        notes = _sawtooth(problem, run, parameter_names(run.params))
+        for warning, _ in notes:
+            warnings.warn(warning, GridWarning, stacklevel=2)
+        description = description._replace(notes=tuple(note for _, note in notes))
     unflatten = flatten(run.params)[1]
     return infer(
         problem,

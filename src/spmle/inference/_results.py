@@ -37,6 +37,8 @@ class Results:
         optimizer_info: dict with the outer status, steps and gradient norm.
         bootstrap_draws: (B, k) DataFrame of the converged bootstrap refits
             (`cov_type="bootstrap"` only, else None).
+        notes: diagnostics a user must see (e.g. a sawtooth profile on a grid),
+            also shown by `summary()`.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class Results:
         grid_size: int | None = None,
         delta=None,
         draws: np.ndarray | None = None,
+        notes=(),
     ):
         names = list(params.index)
         self.model = model
@@ -77,6 +80,7 @@ class Results:
         self.num_groups = num_groups
         self.grid_size = grid_size
         self._delta = delta
+        self.notes = list(notes)
         self.bootstrap_draws = (
             None if draws is None else pd.DataFrame(draws, columns=names)
         )
@@ -201,6 +205,7 @@ class Results:
         )
         if "inner" in info:
             header.append(("Inner solves", info["inner"]))
+        header += [("Note", note) for note in self.notes]
         width = max(len(k) for k, _ in header)
         lines = [f"{k:<{width}}  {v}" for k, v in header]
         table = self.tidy(alpha, kind)
