@@ -18,7 +18,7 @@ from .._internal import split
 from ..contract import AbstractModel, Groups
 from ..npmle import AtomSolution, atoms_at_optimum, refine_atoms
 from ._groups import solve_groups
-from ._info import ProfileInfo, group_totals, with_optimum
+from ._info import ProfileInfo
 
 
 class ModelAtPoints(eqx.Module):
@@ -95,12 +95,9 @@ def free_atoms_loglik(
     refined = eqx.tree_at(
         lambda s: (s.atoms, s.probs, s.loglik), refined, (atoms, probs, loglik)
     )
-    grid = ProfileInfo(
-        with_optimum(
-            solutions, solutions.probs, solutions.loglik, group_totals(weights, None)
-        )
-    )
-    return loglik, FreeAtomsInfo(refined, grid)
+    # The grid record as the solver made it: only the refined atoms carry
+    # derivatives.
+    return loglik, FreeAtomsInfo(refined, ProfileInfo(solutions))
 
 
 def loglik_at_atoms(model, data, weights, atoms: AtomSolution):
