@@ -123,10 +123,13 @@ def test_readme_estimation_runs_with_an_optimistix_bfgs(readme):
     key, subkey = jax.random.split(key)
     log_std_e0 = jax.random.normal(subkey, shape=(3,)) * 0.2
     starting_values = {"coef": coef0, "log_std_e": log_std_e0}
-    # The README's jaxopt.BFGS(fun=profile_ll, has_aux=True) becomes:
+    # The README's jaxopt.BFGS(fun=profile_ll, has_aux=True) becomes the one
+    # below. Its step tolerance stays above the inner certificate (1e-8): at 1e-8
+    # BFGS reaches |grad| 2e-9 by step 39 and then wanders within the profile's
+    # rounding for all 200 steps without meeting its own criterion.
     solution = optx.minimise(
         lambda model, args: profile_ll(model, *args),
-        optx.BFGS(rtol=1e-8, atol=1e-8),
+        optx.BFGS(rtol=1e-7, atol=1e-7),
         LinearFactor(**starting_values),
         args=(data, supp_grid),
         has_aux=True,

@@ -142,13 +142,12 @@ def test_tables_and_mixing(fitted):
 def test_delta_method(fitted):
     _, data, res = fitted
     # A function of theta alone: exactly grad' Cov grad.
-    out = res.delta_method(lambda model, probs: model.loadings[0] ** 2)
+    out = res.delta_method(lambda model, mixing: model.loadings[0] ** 2)
     lam, se = res.params["loadings[0]"], res.bse["loadings[0]"]
     assert out["estimate"].iloc[0] == pytest.approx(lam**2, rel=1e-12)
     assert out["std_error"].iloc[0] == pytest.approx(2 * abs(lam) * se, rel=1e-10)
     # A functional of F has a positive standard error that includes F's own noise.
-    support = GRID.points
-    mean = res.delta_method(lambda model, probs: probs[0] @ support)
+    mean = res.delta_method(lambda model, mixing: mixing.mean()[0])
     assert mean["estimate"].iloc[0] == pytest.approx(res.mixing.mean()[0], rel=1e-10)
     assert 0.01 < mean["std_error"].iloc[0] < 0.5
 

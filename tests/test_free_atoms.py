@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 
 import spmle
 
@@ -39,8 +40,31 @@ class Faults(spmle.AbstractModel):
         return y * eta - jnp.exp(eta) - jax.scipy.special.gammaln(y + 1)
 
 
-def _free_profile(beta):
-    return spmle.profile_loglik(Faults(jnp.asarray(beta)), DATA, GRID, atoms="free")
+def _free_profile(beta, weights=None, groups=None):
+    return spmle.profile_loglik(
+        Faults(jnp.asarray(beta)),
+        DATA,
+        GRID,
+        weights=weights,
+        groups=groups,
+        atoms="free",
+    )
+
+
+def _active_atoms(info, group=0):
+    """`(atoms, weights)` of one group's active slots, as numpy."""
+    active = np.asarray(info.atoms.active[group])
+    return (
+        np.asarray(info.atoms.atoms[group])[active],
+        np.asarray(info.atoms.probs[group])[active],
+    )
+
+
+def _row_logliks(beta, u, q):
+    """(n,) `log sum_j q_j Poisson(y_i; exp(u_j + beta x_i))` in numpy/scipy."""
+    eta = u[None, :] + beta * DATA["log_length"][:, None]
+    log_g = scipy.stats.poisson.logpmf(DATA["faults"][:, None], np.exp(eta))
+    return np.log(np.exp(log_g) @ q)
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +89,11 @@ def grid_fit():
 def test_free_profile_is_the_continuum_npmle():
     at = REFERENCE["free_uncentred"]["at_beta_0.805"]
     value, info = _free_profile(0.805)
-    assert bool(info.converged) and float(info.atoms.gap) <= 1e-8
+    assert bool(info.converged) and float(info.atoms.gap[0]) <= 1e-8
     assert -2 * float(value) == pytest.approx(at["minus2loglik"], rel=1e-12)
-    active = np.asarray(info.atoms.active)
-    np.testing.assert_allclose(
-        np.asarray(info.atoms.atoms)[active], at["atoms"], atol=1e-7
-    )
-    np.testing.assert_allclose(
-        np.asarray(info.atoms.probs)[active], at["weights"], atol=1e-7
-    )
+    u, q = _active_atoms(info)
+    np.testing.assert_allclose(u, at["atoms"], atol=1e-7)
+    np.testing.assert_allclose(q, at["weights"], atol=1e-7)
     grid_value = spmle.profile_loglik(Faults(jnp.array(0.805)), DATA, GRID)[0]
     assert float(value) >= float(grid_value)
 
@@ -115,13 +135,7 @@ def test_hessian_and_scores_match_finite_differences_of_the_resolved_profile(fit
     for b in (beta - h, beta, beta + h):
         value, info = _free_profile(b)
         values.append(float(value))
-        active = np.asarray(info.atoms.active)
-        u = np.asarray(info.atoms.atoms)[active]
-        q = np.asarray(info.atoms.probs)[active]
-        eta = u[None, :] + b * DATA["log_length"][:, None]
-        y = DATA["faults"][:, None]
-        log_g = y * eta - np.exp(eta) - np.asarray(jax.scipy.special.gammaln(y + 1))
-        rows.append(np.log(np.exp(log_g) @ q))
+        rows.append(_row_logliks(b, *_active_atoms(info)))
     curvature = (values[0] - 2 * values[1] + values[2]) / h**2
     assert float(free.hessian.iloc[0, 0]) == pytest.approx(curvature, rel=1e-5)
     # Per-observation profile scores (the atoms re-solved at each beta) give the
@@ -142,3 +156,98 @@ def test_grid_fit_detects_its_sawtooth(fits, grid_fit):
     assert 0.5 < factor / (se_free / se_grid) < 2
     assert any("sawtooth in beta" in note for note in grid.notes)
     assert "sawtooth in beta" in grid.summary()
+
+
+@jax.jit
+def _resolved_atoms(betas, weights):
+    """Free atoms re-solved at each `(betas[r], weights[r])`, in one program:
+    `(atoms, probs)` (R, K), inactive slots at weight 0."""
+
+    def one(args):
+        beta, w = args
+        info = spmle.profile_loglik(
+            Faults(beta), DATA, GRID, weights=w, atoms="free", throw=False
+        )[1]
+        return info.atoms.atoms[0], info.atoms.probs[0], info.converged
+
+    return jax.lax.map(one, (betas, weights))
+
+
+def test_delta_method_matches_finite_differences_of_resolved_atoms(fits):
+    """Mean and variance of F and beta * mean: the influence `G I^-1 s_i + D_i`
+    assembled in numpy from finite differences of re-solved free atoms, in beta
+    (G, and the scores s_i) and in each observation's weight (D_i)."""
+    free = fits["free"]
+    beta, h = float(free.params["beta"]), 1e-4
+    n = DATA["faults"].size
+    # Rows: beta + h, beta - h, then each weight up and down at beta.
+    betas = np.r_[beta + h, beta - h, np.full(2 * n, beta)]
+    bumps = np.concatenate([np.eye(n), -np.eye(n)])
+    weights = np.concatenate([np.ones((2, n)), 1 + h * bumps])
+    atoms, probs, converged = (np.asarray(x) for x in _resolved_atoms(betas, weights))
+    assert converged.all()
+
+    def functionals(b, u, q):
+        mean = q @ u
+        return np.array([mean, q @ (u - mean) ** 2, b * mean])
+
+    values = np.stack(
+        [functionals(*row) for row in zip(betas, atoms, probs, strict=True)]
+    )
+    G = (values[0] - values[1]) / (2 * h)
+    D = (values[2 : 2 + n] - values[2 + n :]) / (2 * h)
+    active = probs > 0
+    scores = (
+        _row_logliks(beta + h, atoms[0][active[0]], probs[0][active[0]])
+        - _row_logliks(beta - h, atoms[1][active[1]], probs[1][active[1]])
+    ) / (2 * h)
+    bread = -1 / float(free.hessian.iloc[0, 0])
+    cov = float(free.cov_params().iloc[0, 0])
+    cross = G[:, None] * bread * (scores @ D)[None, :]
+    variance = np.diag(cov * np.outer(G, G) + cross + cross.T + D.T @ D)
+    out = free.delta_method(
+        lambda model, mixing: jnp.stack(
+            [mixing.mean()[0], mixing.var()[0], model.beta * mixing.mean()[0]]
+        )
+    )
+    u, q = np.asarray(free.mixing.support), np.asarray(free.mixing.probs[0])
+    np.testing.assert_allclose(out["estimate"], functionals(beta, u, q), rtol=1e-9)
+    np.testing.assert_allclose(out["std_error"], np.sqrt(variance), rtol=1e-5)
+    # The atoms' own noise matters: without D the variance's SE is off by far more.
+    assert abs(np.sqrt(cov) * abs(G[1]) / np.sqrt(variance[1]) - 1) > 0.1
+
+
+def test_groups_each_get_their_own_free_atoms():
+    """Two groups (alternate rows): the grouped free profile is the sum of each
+    group's own (its rows alone carrying weight), and its Hessian through both
+    blocks of atoms matches finite differences of the re-solved profile."""
+    labels = np.arange(DATA["faults"].size) % 2
+    groups = spmle.Groups.from_labels(labels)
+    beta, h = 0.8, 1e-4
+
+    @jax.jit
+    def grouped(b):
+        def total(b):
+            return spmle.profile_loglik(
+                Faults(b), DATA, GRID, groups=groups, atoms="free", throw=False
+            )[0]
+
+        return total(b), jax.hessian(total)(b)
+
+    value, curvature = (float(x) for x in grouped(jnp.asarray(beta)))
+    parts = _resolved_atoms(
+        np.full(2, beta), np.stack([labels == g for g in (0, 1)]).astype(float)
+    )
+    separate = sum(
+        float(np.sum(_row_logliks(beta, u[q > 0], q[q > 0])[labels == g]))
+        for g, (u, q) in enumerate(
+            zip(*(np.asarray(x) for x in parts[:2]), strict=True)
+        )
+    )
+    assert value == pytest.approx(separate, rel=1e-12)
+    fd = (
+        float(grouped(jnp.asarray(beta + h))[0])
+        - 2 * value
+        + float(grouped(jnp.asarray(beta - h))[0])
+    ) / h**2
+    assert curvature == pytest.approx(fd, rel=1e-5)

@@ -183,7 +183,8 @@ def test_sandwich_and_cluster_match_profile_scores(fits, reference):
         np.testing.assert_array_equal(res.hessian, results["hessian"].hessian)
 
 
-def _functionals(model, probs):
+def _functionals(model, mixing):
+    probs = mixing.probs
     mean = probs[0] @ GRID.points
     return jnp.stack(
         [

@@ -1,5 +1,6 @@
 """The profile log-likelihood: value, gradient, Hessian, groups, weights, 2-D grids."""
 
+import cvxpy as cp
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -211,9 +212,13 @@ def test_two_dimensional_product_grid():
     value, info = spmle.profile_loglik(model, data, grid)
     L = np.asarray(model.log_cond_lik(spmle.contract.as_data(data), grid.points))
     assert L.shape == (400, 49)
-    assert float(value) == pytest.approx(
-        400 * mean_loglik(L, clarabel_npmle(L)[0]), rel=1e-9
-    )
+    probs, status = clarabel_npmle(L)
+    reference = 400 * mean_loglik(L, probs)
+    # Never below Clarabel; equal to it when Clarabel reports OPTIMAL (with
+    # cvxpy 1.9 / clarabel 0.11 it ends OPTIMAL_INACCURATE here, 2.9e-6 below).
+    assert float(value) >= reference - 1e-9 * abs(reference)
+    if status == cp.OPTIMAL:
+        assert float(value) == pytest.approx(reference, rel=1e-9)
     f = jax.jit(
         lambda s: spmle.profile_loglik(BivariateMeans(s), data, grid, solver=TIGHT)[0]
     )

@@ -46,14 +46,14 @@ def infer(
     *,
     method: str,
     description: Description | None = None,
-    latent_weights: Any = None,
+    latent: Any = None,
 ) -> Results:
     """The requested covariance at the estimate, the warnings a user must see,
     and the `Results` record.
 
-    `latent_weights(problem, flat)`, when given, is the (G, m) optimal mixing
-    weights of `problem` at the flat parameters, for the delta method of
-    functionals of F.
+    `latent(problem, flat)`, when given, is the optimal `MixingDistribution` of
+    `problem` at the flat parameters (JAX arrays, differentiable), for the delta
+    method of functionals of F.
     """
     description = Description() if description is None else description
     params, names = run.params, parameter_names(run.params)
@@ -104,10 +104,10 @@ def infer(
     def delta(fn):
         def psi(flat, weights):
             model = problem.model(unflatten(flat))
-            probs = None
-            if latent_weights is not None:
-                probs = latent_weights(run.problem.with_weights(weights), flat)
-            return jnp.atleast_1d(fn(model, probs))
+            mixing = None
+            if latent is not None:
+                mixing = latent(run.problem.with_weights(weights), flat)
+            return jnp.atleast_1d(fn(model, mixing))
 
         return delta_method(
             psi,

@@ -114,7 +114,7 @@ class ProfileProblem(AbstractProblem):
             )
         if self.free:
             return loglik_at_atoms(
-                self.model(params), self.data, self.weights, self.optimum
+                self.model(params), self.data, self.weights, self.optimum, self.groups
             )[0], None
         return jnp.sum(self._optimal(params)[2]), None
 
@@ -187,13 +187,28 @@ class ProfileProblem(AbstractProblem):
         the observation weights."""
         return self._optimal(params)[1]
 
+    def mixing(self, params) -> MixingDistribution:
+        """Each group's optimal F at `params` as a `MixingDistribution` of JAX
+        arrays, differentiable in `params` and in the observation weights (the
+        delta method's input). Free atoms: every group's K slots side by side
+        on one (G K,) support, each group's weights on its own block."""
+        if not self.free:
+            return MixingDistribution(self.support, self.probs(params))
+        atoms = self.optimum
+        if atoms is None:
+            atoms = self.loglik(params)[1].atoms
+        u, q = loglik_at_atoms(
+            self.model(params), self.data, self.weights, atoms, self.groups
+        )[1]
+        return MixingDistribution(*_side_by_side(u, q))
+
     def contributions(self, params):
         if self.free:
             atoms = self.optimum
             if atoms is None:
                 atoms = self.loglik(params)[1].atoms
             return contributions_at_atoms(
-                self.model(params), self.data, self.weights, atoms
+                self.model(params), self.data, self.weights, atoms, self.groups
             )
         op, probs, _ = self._optimal(params)
         mixture = op.grouped_mv(probs, self.labels)
@@ -224,19 +239,38 @@ class ProfileProblem(AbstractProblem):
         )
 
 
+def _side_by_side(atoms, probs):
+    """`(support (G K,), probs (G, G K))` from each group's (G, K) atoms and
+    weights: one shared support, each group's weights on its own block."""
+    num_groups, k = atoms.shape
+    own = jnp.repeat(jnp.eye(num_groups, dtype=probs.dtype), k, axis=1)
+    return atoms.reshape(-1), own * probs.reshape(1, -1)
+
+
 def _describe_free(aux: FreeAtomsInfo, grid_size: int) -> Description:
     active = np.asarray(aux.atoms.active)
-    atoms, probs = np.asarray(aux.atoms.atoms)[active], np.asarray(aux.atoms.probs)
+    support, probs = _side_by_side(
+        np.asarray(aux.atoms.atoms), np.asarray(aux.atoms.probs)
+    )
+    keep = active.reshape(-1)
     ok = bool(aux.converged)
     state = "certified" if ok else "NOT certified"
+    num_groups = active.shape[0]
+    count = (
+        f"{active.sum()} free atoms"
+        if num_groups == 1
+        else f"{active.sum()} free atoms in {num_groups} groups"
+    )
     inner = (
-        f"{active.sum()} free atoms from a {grid_size}-point grid, {state} over the "
-        f"continuum (max D - 1 = {float(aux.atoms.gap):.1e})"
+        f"{count} from a {grid_size}-point grid, {state} over the continuum "
+        f"(max D - 1 = {float(np.max(aux.atoms.gap)):.1e})"
     )
     return Description(
-        mixing=MixingDistribution(atoms, probs[active][None]),
-        df_mixing=int(2 * active.sum() - 1),
-        num_groups=1,
+        mixing=MixingDistribution(
+            np.asarray(support)[keep], np.asarray(probs)[:, keep]
+        ),
+        df_mixing=int(2 * active.sum() - num_groups),
+        num_groups=num_groups,
         grid_size=None,
         inner_converged=ok,
         inner_message=inner,
@@ -355,7 +389,7 @@ def fit(
             points and move with theta (see `spmle.profile_loglik`), so that the
             standard errors of parameters that shift or scale the latent are the
             smooth profile's (docs/inference.md: the sawtooth). One-dimensional
-            latents without groups; the delta method is grid-only for now.
+            latents, with or without groups.
 
     Returns:
         `spmle.Results` with `params`, `bse`, `cov_params()`, `conf_int()`,
@@ -414,7 +448,5 @@ def fit(
         covariance,
         method="profile maximum likelihood (NPMLE of F)",
         description=description,
-        latent_weights=None
-        if problem.free
-        else lambda problem, flat: problem.probs(unflatten(flat)),
+        latent=lambda problem, flat: problem.mixing(unflatten(flat)),
     )

@@ -1,11 +1,24 @@
 """The estimated mixing distribution F, one per group."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 
+def _namespace(*arrays):
+    """`jax.numpy` when any array is a JAX array (also a tracer), else numpy: the
+    same summaries serve the fitted record and the delta method's JAX code."""
+    return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
+
+
 class MixingDistribution:
-    """Discrete distributions `F_g = sum_k p_gk delta(v_k)` on a shared grid.
+    """Discrete distributions `F_g = sum_k p_gk delta(v_k)` on a shared support.
+
+    Built from numpy arrays (`Results.mixing`) its summaries are numpy; built from
+    JAX arrays (what `Results.delta_method` hands to its function) they are JAX
+    code, differentiable in the weights and in the support points (`mean`,
+    `var`; `cdf` and `quantile` are step functions of the support).
 
     Attributes:
         support: (m,) or (m, d) support points.
@@ -19,8 +32,10 @@ class MixingDistribution:
     """
 
     def __init__(self, support, probs):
-        self.support = np.asarray(support)
-        self.probs = np.atleast_2d(np.asarray(probs))
+        xp = _namespace(support, probs)
+        self.support = xp.asarray(support)
+        self.probs = xp.atleast_2d(xp.asarray(probs))
+        self._xp = xp
 
     @property
     def num_groups(self) -> int:
@@ -37,33 +52,39 @@ class MixingDistribution:
 
     def var(self) -> np.ndarray:
         """(G,) variances, or (G, d, d) covariance matrices."""
+        xp = self._xp
         centred = self.support[None] - self.mean()[:, None]
         if self.support.ndim == 1:
-            return np.sum(self.probs * centred**2, axis=1)
-        return np.einsum("gk,gki,gkj->gij", self.probs, centred, centred)
+            return xp.sum(self.probs * centred**2, axis=1)
+        return xp.einsum("gk,gki,gkj->gij", self.probs, centred, centred)
 
     def cdf(self, x) -> np.ndarray:
         """(G, ...) `F_g(x) = P(V <= x)`."""
+        xp = self._xp
         v = self._one_dimensional()
-        x = np.asarray(x, dtype=float)
+        x = xp.asarray(x, dtype=self.probs.dtype)
         below = v[None, :] <= x.reshape(-1, 1)
-        return (below.astype(float) @ self.probs.T).T.reshape(
+        return (below.astype(self.probs.dtype) @ self.probs.T).T.reshape(
             (self.num_groups, *x.shape)
         )
 
     def quantile(self, q) -> np.ndarray:
         """(G, ...) the smallest support point `v` with `F_g(v) >= q`."""
+        xp = self._xp
         v = self._one_dimensional()
-        q = np.asarray(q, dtype=float)
-        order = np.argsort(v)
-        cumulative = np.cumsum(self.probs[:, order], axis=1)
-        # Tolerate rounding in the cumulative sum at the top.
-        cumulative[:, -1] = np.maximum(cumulative[:, -1], 1.0)
-        index = np.array([np.searchsorted(c, q.ravel() - 1e-12) for c in cumulative])
+        q = xp.asarray(q, dtype=self.probs.dtype)
+        order = xp.argsort(v)
+        cumulative = xp.cumsum(self.probs[:, order], axis=1)
+        # The first point with F >= q (rounding tolerated); at most the last.
+        short = cumulative[:, None, :] < q.reshape(1, -1, 1) - 1e-12
+        index = xp.minimum(xp.sum(short, axis=2), v.shape[0] - 1)
         return v[order][index].reshape((self.num_groups, *q.shape))
 
     def frame(self) -> pd.DataFrame:
         """A tidy frame: group, support point(s), weight and (1-D) CDF."""
+        support, probs = np.asarray(self.support), np.asarray(self.probs)
+        if self._xp is not np:
+            return MixingDistribution(support, probs).frame()
         rows = []
         for g in range(self.num_groups):
             frame = pd.DataFrame({"group": g, "weight": self.probs[g]})

@@ -225,12 +225,16 @@ class Results:
         return self.summary()
 
     def delta_method(self, fn, names: list[str] | None = None) -> pd.DataFrame:
-        """Estimate and standard error of `fn(model, probs)` by the delta method.
+        """Estimate and standard error of `fn(model, mixing)` by the delta method.
 
-        `fn` takes the fitted model and the (G, m) mixing weights and returns a
-        scalar or a (k,) array (JAX code, differentiable). The standard error
-        accounts for the estimation of theta (with this fit's covariance) and of F
-        (through the influence of each observation on the optimal weights).
+        `fn` takes the fitted model and the estimated F, a `MixingDistribution` of
+        JAX arrays (`mixing.support` (m,) or (m, d), `mixing.probs` (G, m),
+        `mixing.mean()`, `mixing.var()`, ...), and returns a scalar or a (k,)
+        array (JAX code, differentiable). The standard error accounts for the
+        estimation of theta (with this fit's covariance) and of F (through the
+        influence of each observation on the optimal weights and, with free
+        atoms, on the atoms' locations). A parametric fit passes `mixing=None`;
+        e.g. `res.delta_method(lambda model, mixing: mixing.var()[0])`.
         """
         if self._delta is None:
             raise ValueError("this fit has no delta method.")

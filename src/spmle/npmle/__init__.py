@@ -8,6 +8,7 @@ atoms, the free-atom refinement and the eager checks).
 
 from ._atoms import AtomSolution as AtomSolution, refine_atoms as refine_atoms
 from ._atoms_implicit import (
+    atom_tangents as atom_tangents,
     atoms_at_optimum as atoms_at_optimum,
     mixture_loglik as mixture_loglik,
 )

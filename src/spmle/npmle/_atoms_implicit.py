@@ -58,9 +58,26 @@ def atoms_at_optimum(
 
 @atoms_at_optimum.def_jvp
 def _atoms_at_optimum_jvp(primals, tangents):
-    log_lik_fn, params, weights, atoms, probs, active = primals
+    log_lik_fn, params, weights, _, _, active = primals
     _, t_params, t_weights, *_ = tangents
     atoms, probs, loglik = atoms_at_optimum(*primals)
+    # The rule's own outputs, not its inputs: differentiated again, they carry
+    # the atoms' response into the next order.
+    tangents = atom_tangents(
+        log_lik_fn, params, weights, atoms, probs, active, t_params, t_weights
+    )
+    return (atoms, probs, loglik), tangents
+
+
+def atom_tangents(
+    log_lik_fn, params, weights, atoms, probs, active, t_params, t_weights
+):
+    """Tangents `(du, dq, dloglik)` of the free-atom optimum `(atoms, probs)` of
+    `log_lik_fn(params, .)` for tangents `t_params` and `t_weights` (`None` for
+    absent ones): the bordered KKT solve of the module docstring. Every use
+    (`atoms_at_optimum`, a map over groups) shares this one rule; pass the
+    `(atoms, probs)` that `atoms_at_optimum` returned, so that derivatives of the
+    tangents include the atoms' response too."""
     t_params = jax.tree.map(lambda _: None, params) if t_params is None else t_params
     t_weights = jnp.zeros_like(weights) if t_weights is None else t_weights
     k = atoms.shape[0]
@@ -98,4 +115,4 @@ def _atoms_at_optimum_jvp(primals, tangents):
         (t_params, t_weights),
     )
     t_loglik = jnp.zeros((), z.dtype) if t_loglik is None else t_loglik
-    return (atoms, probs, loglik), (t_z[:k], t_z[k:], t_loglik)
+    return t_z[:k], t_z[k:], t_loglik

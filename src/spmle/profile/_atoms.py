@@ -12,12 +12,12 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
 from .._internal import split
 from ..contract import AbstractModel, Groups
-from ..npmle import AtomSolution, atoms_at_optimum, refine_atoms
-from ._groups import solve_groups
+from ..npmle import RESULTS, AtomSolution, atom_tangents, atoms_at_optimum, refine_atoms
+from ._groups import map_over_groups, solve_groups
 from ._info import ProfileInfo
 
 
@@ -33,27 +33,81 @@ class ModelAtPoints(eqx.Module):
 
 
 class FreeAtomsInfo(eqx.Module):
-    """Auxiliary output of the free-atom profile likelihood.
+    """Auxiliary output of the free-atom profile likelihood, one mixing
+    distribution per group (G = 1 without groups).
 
     Attributes:
-        atoms: the `spmle.npmle.AtomSolution` (atoms, weights, continuum
-            certificate); `atoms.atoms` and `atoms.probs` are differentiable in
-            the model's parameters.
-        grid: the `ProfileInfo` of the certified grid solve it started from.
+        atoms: the (G,)-batched `spmle.npmle.AtomSolution` (atoms, weights,
+            continuum certificate); `atoms.atoms` and `atoms.probs` (G, K) are
+            differentiable in the model's parameters.
+        grid: the `ProfileInfo` of the certified grid solves it started from.
     """
 
     atoms: AtomSolution
     grid: ProfileInfo
 
     @property
-    def converged(self):
-        """True when the grid solve and the continuum certificate both hold."""
-        return self.grid.converged & self.atoms.converged
+    def converged(self) -> Bool[Array, ""]:
+        """True when every grid solve and every continuum certificate hold."""
+        return self.grid.converged & jnp.all(self.atoms.converged)
+
+    def first_failure(self) -> RESULTS:
+        """The result of the first group whose continuum certificate fails, else
+        the grid's first failure (`successful` if none)."""
+        index = jnp.argmax(~self.atoms.converged)
+        atoms = jax.tree.map(lambda x: x[index], self.atoms.result)
+        return RESULTS.where(
+            jnp.all(self.atoms.converged), self.grid.first_failure(), atoms
+        )
 
 
 def _stop(tree):
     dynamic, static = eqx.partition(tree, eqx.is_inexact_array)
     return eqx.combine(jax.lax.stop_gradient(dynamic), static)
+
+
+def _per_group(fn, data, rows, groups: Groups | None, *per_group):
+    """`fn(data_g, *rows_g, *per_group_g)` for every group, stacked on axis 0:
+    `data_g` holds group g's rows of `data`, each of `rows` ((n,) arrays) is
+    gathered to the group's padded rows (0 on padding), `per_group` arrays have
+    a leading axis G."""
+    if groups is None:
+        out = fn(data, *rows, *(x[0] for x in per_group))
+        return jax.tree.map(lambda x: x[None], out)
+
+    def one(index, mask, *rest):
+        data_g = jax.tree.map(lambda x: x[index], data)
+        rows_g = [jnp.where(mask, r[index], 0.0) for r in rows]
+        return fn(data_g, *rows_g, *rest)
+
+    return map_over_groups(one, groups.index, groups.mask, *per_group)
+
+
+@eqx.filter_custom_jvp
+def _groups_at_atoms(static, data, params, weights, atoms, probs, active, groups):
+    """`(atoms, probs, loglik)`, each with a leading axis G, at each group's
+    free-atom optimum. The custom JVP sits outside the map over groups, as in
+    `groups_at_optimum`: each group's KKT system is one diagonal block."""
+
+    def one(data_g, w_g, u, q, a):
+        return atoms_at_optimum(ModelAtPoints(static, data_g), params, w_g, u, q, a)
+
+    return _per_group(one, data, (weights,), groups, atoms, probs, active)
+
+
+@_groups_at_atoms.def_jvp
+def _groups_at_atoms_jvp(primals, tangents):
+    static, data, params, weights, atoms, probs, active, groups = primals
+    t_params, t_weights = tangents[2], tangents[3]
+    out = _groups_at_atoms(*primals)
+    t_weights = jnp.zeros_like(weights) if t_weights is None else t_weights
+
+    def one(data_g, w_g, t_w_g, u, q, a):
+        fn = ModelAtPoints(static, data_g)
+        return atom_tangents(fn, params, w_g, u, q, a, t_params, t_w_g)
+
+    t_out = _per_group(one, data, (weights, t_weights), groups, *out[:2], active)
+    return out, t_out
 
 
 def free_atoms_loglik(
@@ -67,64 +121,76 @@ def free_atoms_loglik(
     init=None,
     max_atoms: int = 16,
 ) -> tuple[Float[Array, ""], FreeAtomsInfo]:
-    """`(L*, info)` over the continuum `[min support, max support]`."""
-    if groups is not None:
-        raise ValueError(
-            "atoms='free' takes one mixing distribution (no `groups`) for now; use "
-            "atoms='grid' with groups."
-        )
+    """`(L*, info)` over the continuum `[min support, max support]`, one mixing
+    distribution per group."""
     if support.ndim != 1:
         raise ValueError(
             "atoms='free' needs a one-dimensional latent (an (m,) support); use "
             "atoms='grid' for a product grid."
         )
-    solutions = solve_groups(grid_op, weights, None, solver, init)
+    solutions = solve_groups(grid_op, weights, groups, solver, init)
     params, static = split(model)
-    log_lik_fn = ModelAtPoints(static, data)
-    refined = refine_atoms(
-        eqx.Partial(log_lik_fn, _stop(params)),
-        jax.lax.stop_gradient(weights),
-        jax.lax.stop_gradient(support),
-        solutions.probs[0],
-        max_atoms=max_atoms,
-        tol=solver.tol,
+    frozen = _stop(params)
+
+    def refine(data_g, w_g, grid_probs):
+        return refine_atoms(
+            eqx.Partial(ModelAtPoints(static, data_g), frozen),
+            w_g,
+            jax.lax.stop_gradient(support),
+            grid_probs,
+            max_atoms=max_atoms,
+            tol=solver.tol,
+        )
+
+    refined = _per_group(
+        refine, data, (jax.lax.stop_gradient(weights),), groups, solutions.probs
     )
-    atoms, probs, loglik = atoms_at_optimum(
-        log_lik_fn, params, weights, refined.atoms, refined.probs, refined.active
+    atoms, probs, loglik = _groups_at_atoms(
+        static,
+        data,
+        params,
+        weights,
+        refined.atoms,
+        refined.probs,
+        refined.active,
+        groups,
     )
     refined = eqx.tree_at(
         lambda s: (s.atoms, s.probs, s.loglik), refined, (atoms, probs, loglik)
     )
     # The grid record as the solver made it: only the refined atoms carry
     # derivatives.
-    return loglik, FreeAtomsInfo(refined, ProfileInfo(solutions))
+    return jnp.sum(loglik), FreeAtomsInfo(refined, ProfileInfo(solutions))
 
 
-def loglik_at_atoms(model, data, weights, atoms: AtomSolution):
-    """`(L*, (atoms, probs))` at known optimal free atoms: no solve, derivatives
-    of every order through the atoms' response."""
+def loglik_at_atoms(model, data, weights, atoms: AtomSolution, groups=None):
+    """`(L*, (atoms, probs))` at known optimal free atoms ((G,)-batched): no
+    solve, derivatives of every order through the atoms' response."""
     params, static = split(model)
-    atoms_out, probs, loglik = atoms_at_optimum(
-        ModelAtPoints(static, data),
-        params,
-        weights,
-        atoms.atoms,
-        atoms.probs,
-        atoms.active,
+    u, q, loglik = _groups_at_atoms(
+        static, data, params, weights, atoms.atoms, atoms.probs, atoms.active, groups
     )
-    return loglik, (atoms_out, probs)
+    return jnp.sum(loglik), (u, q)
 
 
 def contributions_at_atoms(
-    model, data, weights, atoms: AtomSolution
+    model, data, weights, atoms: AtomSolution, groups=None
 ) -> Float[Array, " n"]:
-    """`w_i log f_i` at known optimal free atoms, each differentiable through the
-    atoms' response (the per-observation profile scores)."""
+    """`w_i log f_i` at known optimal free atoms ((G,)-batched), each
+    differentiable through the atoms' response (the per-observation profile
+    scores)."""
     params, static = split(model)
-    fn = ModelAtPoints(static, data)
-    u, q, _ = atoms_at_optimum(
-        fn, params, weights, atoms.atoms, atoms.probs, atoms.active
+    u, q, _ = _groups_at_atoms(
+        static, data, params, weights, atoms.atoms, atoms.probs, atoms.active, groups
     )
-    log_q = jnp.where(atoms.active, jnp.log(jnp.where(atoms.active, q, 1.0)), -jnp.inf)
-    rows = jax.scipy.special.logsumexp(fn(params, u) + log_q[None, :], axis=1)
-    return weights * rows
+
+    def rows(data_g, w_g, u_g, q_g, active_g):
+        log_q = jnp.where(active_g, jnp.log(jnp.where(active_g, q_g, 1.0)), -jnp.inf)
+        log_lik = ModelAtPoints(static, data_g)(params, u_g)
+        return w_g * jax.scipy.special.logsumexp(log_lik + log_q[None, :], axis=1)
+
+    per_group = _per_group(rows, data, (weights,), groups, u, q, atoms.active)
+    if groups is None:
+        return per_group[0]
+    contributions = jnp.where(groups.mask, per_group, 0.0)
+    return jnp.zeros_like(weights).at[groups.index].add(contributions)

@@ -46,10 +46,15 @@ def map_groups(fn, op, weights, groups: Groups | None, *per_group):
     def one(index, w, *rest):
         return fn(op.take_rows(index), w, *rest)
 
-    args = (groups.index, grouped_weights, *per_group)
+    return map_over_groups(one, groups.index, grouped_weights, *per_group)
+
+
+def map_over_groups(fn, *args):
+    """`fn(*args_g)` for each slice of `args` on their leading group axis: a
+    `vmap`, except on CPU, where a `lax.map` (see `map_groups`)."""
     if jax.default_backend() == "cpu":
-        return jax.lax.map(lambda a: one(*a), args)
-    return jax.vmap(one)(*args)
+        return jax.lax.map(lambda a: fn(*a), args)
+    return jax.vmap(fn)(*args)
 
 
 @compiled
@@ -106,9 +111,7 @@ def _groups_at_optimum_jvp(primals, tangents):
 
         return optimum_tangents(select, inputs, input_tangents, p)
 
-    args = (groups.index, groups.mask, probs)
-    if jax.default_backend() == "cpu":  # see `map_groups`
-        t_probs, t_loglik = jax.lax.map(one, args)
-    else:
-        t_probs, t_loglik = jax.vmap(one)(args)
+    t_probs, t_loglik = map_over_groups(
+        lambda *args: one(args), groups.index, groups.mask, probs
+    )
     return (probs, loglik), (t_probs, t_loglik)

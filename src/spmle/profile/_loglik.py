@@ -125,9 +125,9 @@ def profile_loglik(
             there and refines to atoms that move with the parameters (the NPMLE
             over the continuum `[min support, max support]`, certified there):
             then the profile is smooth in parameters that shift or scale the
-            latent, and `info` is a `FreeAtomsInfo`. One-dimensional latents
-            without groups, for models whose `log_cond_lik` is differentiable
-            in the support point.
+            latent, and `info` is a `FreeAtomsInfo`. One-dimensional latents (with
+            or without groups), for models whose `log_cond_lik` is
+            differentiable in the support point.
 
     Returns:
         `(loglik, info)`: the total `sum_i w_i log sum_k exp(l_ik) p_gk` at the
@@ -160,14 +160,13 @@ def profile_loglik(
             failed = ~info.converged
             if is_concrete(failed):
                 if failed:
-                    cause = RESULTS[info.atoms.result]
-                    cause = cause or RESULTS[info.grid.first_failure()]
                     raise RuntimeError(
-                        f"the free-atom NPMLE is not certified: {cause} (continuum "
-                        f"gap {float(info.atoms.gap):.3g})."
+                        "the free-atom NPMLE is not certified: "
+                        f"{RESULTS[info.first_failure()]} (largest continuum gap "
+                        f"{float(jnp.max(info.atoms.gap)):.3g})."
                     )
             else:
-                value = info.atoms.result.error_if(value, failed)
+                value = info.first_failure().error_if(value, failed)
         return value, info
     solutions = solve_groups(op, weights, groups, solver, init)
     probs, loglik = groups_at_optimum(op, weights, solutions.probs, groups)

@@ -1,0 +1,205 @@
+#!/usr/bin/env python
+"""Grid against free atoms: the bias of theta in standard errors, the time, and
+the coverage of 95% intervals.
+
+Run on demand (not a test):
+
+    python benchmarks/grid_bias.py linear [--n 1e4 1e5 1e6] [--m 31 75 121]
+        [--reps 20] [--reps-large 1]
+    python benchmarks/grid_bias.py fabric [--reps 200]
+
+`linear`: the spmlex README design (LinearFactor, T = 3, X* on {-3, 0, 5} with
+weights (0.3, 0.5, 0.2), loadings (1.5, 0.3), log sigma (0, 0.2, -0.3)), fitted
+on `m` evenly spaced points on [-6, 6] (on 31 and 75 points -3 and 5 are off the
+grid; on 121 they are on it), once with F on the grid and once with free atoms
+started there. Each fit is the public seam of `spmle.fit` (`ProfileProblem`,
+`minimise`, the exact Hessian at the estimate), compiled once per (n, m, atoms)
+and timed warm. Per parameter: the mean of `(estimate - truth) / SE` over the
+replications (a bias that stays while SE shrinks like 1/sqrt(n) grows in these
+units), its Monte Carlo standard error, and the mean fit time. `--reps-large`
+replications at n >= 1e6.
+
+`fabric`: Aitkin's fabric-faults design (32 rolls of tests/data/fabric.csv,
+`faults ~ Poisson(exp(v + beta log length))`, the covariate not centred) with
+the truth at the free-atom estimate (beta 0.7991, v on {-3.128, -2.362} with
+weights (0.797, 0.203)); grid `arange(-5, -0.95, 0.1)`. Coverage of the Wald
+interval from the exact Hessian, grid against free atoms.
+"""
+
+import argparse
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+
+
+HERE = pathlib.Path(__file__).parent
+LINEAR_TRUTH = {"loadings": [1.5, 0.3], "log_sigma": [0.0, 0.2, -0.3]}
+LINEAR_ATOMS, LINEAR_WEIGHTS = [-3.0, 0.0, 5.0], [0.3, 0.5, 0.2]
+NAMES = ["loadings[0]", "loadings[1]", "log_sigma[0]", "log_sigma[1]", "log_sigma[2]"]
+FABRIC_BETA = 0.7991385326222606
+FABRIC_ATOMS = [-3.1280732192570992, -2.3621347396246826]
+FABRIC_WEIGHTS = [0.7973733968055908, 0.20262660319440917]
+
+
+def _fitter(start, support, atoms):
+    """A compiled `data -> (flat estimate, SE, converged)` for one shape."""
+    from spmle import estimation
+
+    params0 = estimation.parameters(start)
+    optimizer = estimation.default_optimizer()
+
+    @jax.jit
+    def fit(data):
+        problem = estimation.ProfileProblem.build(start, data, support, atoms=atoms)
+        out = estimation.minimise(problem, params0, optimizer=optimizer, max_steps=500)
+        flat, unflatten = estimation.flatten(out.params)
+        _, _, hessian = estimation.derivatives(
+            problem.at_optimum(out.aux), flat, unflatten
+        )
+        se = jnp.sqrt(jnp.diag(jnp.linalg.inv(-hessian)))
+        inner = out.aux.converged
+        return flat, se, (out.result == optx.RESULTS.successful) & inner
+
+    return fit
+
+
+def _timed(fn, *args):
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return [np.asarray(x) for x in out], time.perf_counter() - start
+
+
+def linear(args):
+    import spmle
+
+    truth = spmle.models.LinearFactor(
+        jnp.array(LINEAR_TRUTH["loadings"]), jnp.array(LINEAR_TRUTH["log_sigma"])
+    )
+    start = spmle.models.LinearFactor(jnp.array([1.2, 0.5]), jnp.array([0.2, 0.0, 0.0]))
+    theta = np.r_[LINEAR_TRUTH["loadings"], LINEAR_TRUTH["log_sigma"]]
+    rows = []
+    for n in [int(float(x)) for x in args.n]:
+        reps = args.reps if n < 1_000_000 else args.reps_large
+        for m in args.m:
+            grid = jnp.linspace(-6.0, 6.0, m)
+            for atoms in ("grid", "free"):
+                fit = _fitter(start, grid, atoms)
+                z, times, ok = [], [], []
+                for r in range(reps + 1):  # draw 0 compiles and is not timed
+                    data = truth.simulate(
+                        jax.random.key(1000 * args.seed + r),
+                        jnp.array(LINEAR_ATOMS),
+                        jnp.array(LINEAR_WEIGHTS),
+                        n,
+                    )
+                    (est, se, converged), elapsed = _timed(fit, data)
+                    if r == 0 and reps > 0:
+                        compile_time = elapsed
+                        continue
+                    z.append((est - theta) / se)
+                    times.append(elapsed)
+                    ok.append(bool(converged))
+                if reps == 0:
+                    continue
+                z = np.array(z)
+                row = dict(
+                    n=n,
+                    m=m,
+                    atoms=atoms,
+                    reps=reps,
+                    converged=int(np.sum(ok)),
+                    mean_z=z.mean(axis=0),
+                    mc_se=z.std(axis=0, ddof=1) / np.sqrt(reps) if reps > 1 else None,
+                    time=float(np.mean(times)),
+                    first=compile_time,
+                )
+                rows.append(row)
+                _print_row(row)
+    return rows
+
+
+def _print_row(row):
+    z = " ".join(f"{v:+7.2f}" for v in row["mean_z"])
+    mc = f"  (MC SE {np.max(row['mc_se']):.2f})" if row["mc_se"] is not None else ""
+    print(
+        f"n={row['n']:>8} m={row['m']:>4} {row['atoms']:>4} reps={row['reps']:>3} "
+        f"ok={row['converged']:>3}  mean z: {z}{mc}  time {row['time']:.2f} s "
+        f"(first {row['first']:.1f} s)",
+        flush=True,
+    )
+
+
+def fabric(args):
+    import pandas as pd
+
+    import spmle
+
+    frame = pd.read_csv(HERE.parent / "tests" / "data" / "fabric.csv", comment="#")
+    log_length = jnp.asarray(np.log(frame["length"].to_numpy(float)))
+
+    class Faults(spmle.AbstractModel):
+        beta: jax.Array
+
+        def log_cond_lik(self, data, support):
+            eta = support[None, :] + self.beta * data["log_length"][:, None]
+            y = data["faults"][:, None]
+            return y * eta - jnp.exp(eta) - jax.scipy.special.gammaln(y + 1)
+
+    grid = jnp.arange(-5.0, -0.95, 0.1)
+    fits = {
+        atoms: _fitter(Faults(jnp.array(0.5)), grid, atoms)
+        for atoms in ("grid", "free")
+    }
+    rng = np.random.default_rng(args.seed)
+    covered = {atoms: [] for atoms in fits}
+    ok = {atoms: [] for atoms in fits}
+    ses = {atoms: [] for atoms in fits}
+    times = {atoms: 0.0 for atoms in fits}
+    for _ in range(args.reps):
+        v = rng.choice(FABRIC_ATOMS, size=log_length.size, p=FABRIC_WEIGHTS)
+        faults = rng.poisson(np.exp(v + FABRIC_BETA * np.asarray(log_length)))
+        data = {"faults": jnp.asarray(faults, float), "log_length": log_length}
+        for atoms, fit in fits.items():
+            (est, se, converged), elapsed = _timed(fit, data)
+            times[atoms] += elapsed
+            covered[atoms].append(
+                abs(est[0] - FABRIC_BETA) <= 1.959963984540054 * se[0]
+            )
+            ses[atoms].append(se[0])
+            ok[atoms].append(bool(converged))
+    for atoms in fits:
+        c, good = np.array(covered[atoms]), np.array(ok[atoms])
+        rate = c[good].mean()
+        print(
+            f"fabric {atoms:>4}: coverage {rate:.3f} "
+            f"(MC SE {np.sqrt(rate * (1 - rate) / good.sum()):.3f}) "
+            f"over {good.sum()} of {args.reps} converged; median SE "
+            f"{np.median(np.array(ses[atoms])[good]):.4f}; "
+            f"{times[atoms] / args.reps:.2f} s a fit (first includes compilation)"
+        )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("design", choices=["linear", "fabric"])
+    parser.add_argument("--n", nargs="+", default=["1e4", "1e5", "1e6"])
+    parser.add_argument("--m", nargs="+", type=int, default=[31, 75, 121])
+    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--reps-large", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    jax.config.update("jax_enable_x64", True)
+    if args.design == "linear":
+        args.reps = 20 if args.reps is None else args.reps
+        linear(args)
+    else:
+        args.reps = 200 if args.reps is None else args.reps
+        fabric(args)
+
+
+if __name__ == "__main__":
+    main()
