@@ -21,6 +21,7 @@ from ..inference import MixingDistribution, Results, covariance_estimator
 from ..npmle import AbstractNPMLESolver, MixSQP
 from ..profile import (
     FreeAtomsInfo,
+    FreeAtomsStart,
     contributions_at_atoms,
     derivatives_at,
     group_labels,
@@ -159,12 +160,15 @@ class ProfileProblem(AbstractProblem):
         return self.solver.tol
 
     def warm_start(self, aux):
+        if self.free:
+            if aux is None:
+                num_groups = 1 if self.groups is None else self.groups.num_groups
+                return FreeAtomsStart.cold(num_groups, self.support.shape[0])
+            return FreeAtomsStart.from_info(aux)
         if aux is None:
             # Zeros mean "cold": the solver takes EM steps from uniform weights.
             num_groups = 1 if self.groups is None else self.groups.num_groups
             return jnp.asarray(np.zeros((num_groups, self.support.shape[0])))
-        if isinstance(aux, FreeAtomsInfo):
-            return aux.grid.probs
         return aux.probs
 
     def at_optimum(self, aux):

@@ -229,6 +229,11 @@ class _Newton(eqx.Module):
     steps: Int[Array, ""]
     stationarity: Float[Array, ""]
     stuck: Bool[Array, ""]
+    # The gradient, Hessian and frozen set at `atoms`: measured once a step.
+    gradient: Float[Array, " 2K"]
+    hessian: Float[Array, "2K 2K"]
+    frozen: Bool[Array, " K"]
+    d: Float[Array, " K"]
 
 
 def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
@@ -250,7 +255,12 @@ def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
 
     def body(state: _Newton):
         atoms = state.atoms
-        gradient, hessian, frozen, _, d = measure(atoms)
+        gradient, hessian, frozen, d = (
+            state.gradient,
+            state.hessian,
+            state.frozen,
+            state.d,
+        )
         du, dq, slope = _newton_direction(gradient, hessian, atoms, frozen)
         # Trust radius: never past half the gap to a neighbour, never beyond the cap.
         u, active = atoms.u, atoms.active
@@ -291,25 +301,25 @@ def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
             backtrack_cond, backtrack, (t0, value0, first)
         )
         accepted = (value >= base + 1e-4 * t * slope - slack) & jnp.isfinite(value)
-        # EM on the weights never lowers the likelihood: the fallback step.
-        q_em = jnp.where(active, atoms.q * d, 0.0)
-        em = _Atoms(u, q_em / jnp.sum(q_em), active)
-        em_value, _ = _mixture(log_lik_fn, em, w)
-        em_ok = em_value > base
-        new = jax.tree.map(
-            lambda a, b, c: jnp.where(accepted, a, jnp.where(em_ok, b, c)),
-            moved,
-            em,
-            atoms,
-        )
+
+        def fallback():
+            # EM on the weights never lowers the likelihood: the fallback step.
+            q_em = jnp.where(active, atoms.q * d, 0.0)
+            em = _Atoms(u, q_em / jnp.sum(q_em), active)
+            em_ok = _mixture(log_lik_fn, em, w)[0] > base
+            stay = jax.tree.map(lambda a, b: jnp.where(em_ok, a, b), em, atoms)
+            return stay, em_ok
+
+        new, em_ok = jax.lax.cond(accepted, lambda: (moved, jnp.array(True)), fallback)
         new = _canonical(new, lower, options["drop"])
         new = _canonical(_merge_closest(new, merge_distance), lower, options["drop"])
-        _, _, _, stationarity, _ = measure(new)
-        return _Newton(new, state.steps + 1, stationarity, ~accepted & ~em_ok)
+        return _start(new, state.steps + 1, ~accepted & ~em_ok)
 
-    _, _, _, stationarity, _ = measure(atoms)
-    start = _Newton(atoms, jnp.array(0), stationarity, jnp.array(False))
-    return jax.lax.while_loop(cond, body, start)
+    def _start(atoms, steps, stuck):
+        gradient, hessian, frozen, stationarity, d = measure(atoms)
+        return _Newton(atoms, steps, stationarity, stuck, gradient, hessian, frozen, d)
+
+    return jax.lax.while_loop(cond, body, _start(atoms, jnp.array(0), jnp.array(False)))
 
 
 class _Round(eqx.Module):
@@ -369,6 +379,7 @@ def refine_atoms(
     drop_tol: float = 1e-10,
     merge_distance: float = 1e-4,
     trust_radius: float = 0.1,
+    start: AtomSolution | None = None,
 ) -> AtomSolution:
     """The NPMLE of a one-dimensional mixing distribution over `[lower, upper]`,
     with atoms free to move, refined from a grid solution at fixed parameters.
@@ -386,13 +397,19 @@ def refine_atoms(
         grad_tol: Newton's tolerance on the Lagrangian gradient (`stationarity`).
         max_steps: cap on Newton steps over all rounds.
         max_rounds: cap on certificate rounds (each may add atoms).
-        num_points: points of the certificate grid on `[lower, upper]`. Choose
-            the spacing below a quarter of the narrowest row likelihood width
-            (`resolution <= 1/4` in the answer): no bump of `D` is narrower.
+        num_points: points of the fine certificate grid on `[lower, upper]`,
+            used when a 257-point grid is coarser than a quarter of the
+            narrowest row likelihood width (no bump of `D` is narrower). Keep
+            `resolution <= 1/4` in the answer; raise `num_points` if not.
         cluster_threshold: grid weights above it start atoms.
         drop_tol: atoms lighter than this are dropped.
         merge_distance: atoms closer than this times `upper - lower` merge.
         trust_radius: cap on one Newton move of an atom, times `upper - lower`.
+        start: optional atoms to start from instead of the grid's clusters, e.g.
+            the `AtomSolution` at nearby parameters (anything with its `atoms`,
+            `probs` and `active`, in `max_atoms` slots; no active slot means a
+            cold start). The answer is the certified
+            NPMLE either way; a start near it saves most Newton steps.
 
     Returns:
         An `AtomSolution` (K = `max_atoms` slots).
@@ -423,6 +440,19 @@ def refine_atoms(
     upper = jnp.max(grid) if upper is None else jnp.asarray(upper, grid.dtype)
     n = jax.eval_shape(log_lik_fn, grid[:2]).shape[0]
     weights = as_weights(weights, n, "log_lik_fn")
+    if start is None:
+        start = (
+            jnp.full((max_atoms,), lower),
+            jnp.zeros((max_atoms,)),
+            jnp.zeros((max_atoms,), bool),
+        )
+    else:
+        if start.atoms.shape != (max_atoms,):
+            raise ValueError(
+                f"`start` has {start.atoms.shape} atom slots; `max_atoms` is "
+                f"{max_atoms}: pass a solution with as many slots."
+            )
+        start = (start.atoms, start.probs, start.active)
     settings = dict(
         max_atoms=max_atoms,
         tol=tol,
@@ -437,7 +467,9 @@ def refine_atoms(
     )
     # Compiled once per function, shapes and settings, so that eager calls
     # reuse one program; under an outer `jit` this inlines.
-    return _refine(log_lik_fn, weights, grid, grid_probs, lower, upper, **settings)
+    return _refine(
+        log_lik_fn, weights, grid, grid_probs, lower, upper, start, **settings
+    )
 
 
 @compiled
@@ -448,6 +480,7 @@ def _refine(
     grid_probs,
     lower,
     upper,
+    start,
     *,
     max_atoms,
     tol,
@@ -467,6 +500,11 @@ def _refine(
     num_maxima = max_atoms
 
     atoms, overflow = _clusters(grid, grid_probs, max_atoms, cluster_threshold)
+    # A warm start (atoms at nearby parameters) replaces the grid's clusters.
+    warm = _Atoms(*start)
+    use_warm = jnp.any(warm.active)
+    atoms = jax.tree.map(lambda a, b: jnp.where(use_warm, a, b), warm, atoms)
+    overflow = overflow & ~use_warm
     atoms = _canonical(
         _Atoms(jnp.clip(atoms.u, lower, upper), atoms.q, atoms.active), lower, drop_tol
     )

@@ -6,6 +6,7 @@ What the estimation layer may use is listed here.
 
 from ._atoms import (
     FreeAtomsInfo as FreeAtomsInfo,
+    FreeAtomsStart as FreeAtomsStart,
     contributions_at_atoms as contributions_at_atoms,
     loglik_at_atoms as loglik_at_atoms,
 )

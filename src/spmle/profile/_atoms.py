@@ -32,6 +32,33 @@ class ModelAtPoints(eqx.Module):
         return eqx.combine(params, self.static).log_cond_lik(self.data, points)
 
 
+# Atom slots per group: the NPMLE of the designs measured here needs at most 6.
+MAX_ATOMS = 16
+
+
+class FreeAtomsStart(eqx.Module):
+    """The warm start of a free-atom profile evaluation: the grid solves' weights
+    (G, m) and each group's atoms (G, K) at nearby parameters; zeros and no
+    active slot mean a cold start (`FreeAtomsStart.cold`)."""
+
+    grid_probs: Float[Array, "G m"]
+    atoms: Float[Array, "G K"]
+    probs: Float[Array, "G K"]
+    active: Bool[Array, "G K"]
+
+    @classmethod
+    def cold(cls, num_groups: int, grid_size: int, max_atoms: int = MAX_ATOMS):
+        zeros = jnp.zeros((num_groups, max_atoms))
+        return cls(jnp.zeros((num_groups, grid_size)), zeros, zeros, zeros.astype(bool))
+
+    @classmethod
+    def from_info(cls, info: "FreeAtomsInfo") -> "FreeAtomsStart":
+        atoms = info.atoms
+        return jax.lax.stop_gradient(
+            cls(info.grid.probs, atoms.atoms, atoms.probs, atoms.active)
+        )
+
+
 class FreeAtomsInfo(eqx.Module):
     """Auxiliary output of the free-atom profile likelihood, one mixing
     distribution per group (G = 1 without groups).
@@ -119,20 +146,25 @@ def free_atoms_loglik(
     groups: Groups | None,
     solver,
     init=None,
-    max_atoms: int = 16,
+    max_atoms: int = MAX_ATOMS,
 ) -> tuple[Float[Array, ""], FreeAtomsInfo]:
     """`(L*, info)` over the continuum `[min support, max support]`, one mixing
-    distribution per group."""
+    distribution per group. `init` is None, the grid solves' (G, m) starting
+    weights, or a `FreeAtomsStart` (the atoms at nearby parameters as well)."""
     if support.ndim != 1:
         raise ValueError(
             "atoms='free' needs a one-dimensional latent (an (m,) support); use "
             "atoms='grid' for a product grid."
         )
-    solutions = solve_groups(grid_op, weights, groups, solver, init)
+    if not isinstance(init, FreeAtomsStart):
+        num_groups = 1 if groups is None else groups.num_groups
+        cold = FreeAtomsStart.cold(num_groups, support.shape[0], max_atoms)
+        init = cold if init is None else eqx.tree_at(lambda s: s.grid_probs, cold, init)
+    solutions = solve_groups(grid_op, weights, groups, solver, init.grid_probs)
     params, static = split(model)
     frozen = _stop(params)
 
-    def refine(data_g, w_g, grid_probs):
+    def refine(data_g, w_g, grid_probs, u, q, active):
         return refine_atoms(
             eqx.Partial(ModelAtPoints(static, data_g), frozen),
             w_g,
@@ -140,10 +172,18 @@ def free_atoms_loglik(
             grid_probs,
             max_atoms=max_atoms,
             tol=solver.tol,
+            start=FreeAtomsStart(grid_probs, u, q, active),
         )
 
     refined = _per_group(
-        refine, data, (jax.lax.stop_gradient(weights),), groups, solutions.probs
+        refine,
+        data,
+        (jax.lax.stop_gradient(weights),),
+        groups,
+        solutions.probs,
+        init.atoms,
+        init.probs,
+        init.active,
     )
     atoms, probs, loglik = _groups_at_atoms(
         static,

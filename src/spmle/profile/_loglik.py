@@ -115,8 +115,9 @@ def profile_loglik(
         throw: raise when an inner solve is not certified; otherwise read
             `info.result` (use `throw=False` inside optimisers and `vmap`).
         init: optional (G, m) starting weights of the inner solves, e.g.
-            `info.probs` at nearby parameters (see `spmle.npmle`); the value does
-            not depend on it.
+            `info.probs` at nearby parameters (see `spmle.npmle`); with
+            `atoms="free"` also a `spmle.profile.FreeAtomsStart` (the atoms at
+            nearby parameters). The value does not depend on it.
         chunk_rows: None (default) builds the (n, m) likelihood matrix once; an
             integer never builds it, recomputing blocks of `chunk_rows` rows from
             `log_cond_lik` in every product (`spmle.RowChunkedLikelihood`):
