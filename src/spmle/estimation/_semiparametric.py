@@ -160,16 +160,13 @@ class ProfileProblem(AbstractProblem):
         return self.solver.tol
 
     def warm_start(self, aux):
+        if aux is not None:
+            return FreeAtomsStart.from_info(aux) if self.free else aux.probs
+        num_groups = 1 if self.groups is None else self.groups.num_groups
         if self.free:
-            if aux is None:
-                num_groups = 1 if self.groups is None else self.groups.num_groups
-                return FreeAtomsStart.cold(num_groups, self.support.shape[0])
-            return FreeAtomsStart.from_info(aux)
-        if aux is None:
-            # Zeros mean "cold": the solver takes EM steps from uniform weights.
-            num_groups = 1 if self.groups is None else self.groups.num_groups
-            return jnp.asarray(np.zeros((num_groups, self.support.shape[0])))
-        return aux.probs
+            return FreeAtomsStart.cold(num_groups, self.support.shape[0])
+        # Zeros mean "cold": the solver takes EM steps from uniform weights.
+        return jnp.asarray(np.zeros((num_groups, self.support.shape[0])))
 
     def at_optimum(self, aux):
         optimum = aux.atoms if isinstance(aux, FreeAtomsInfo) else aux.probs
@@ -198,21 +195,29 @@ class ProfileProblem(AbstractProblem):
         on one (G K,) support, each group's weights on its own block."""
         if not self.free:
             return MixingDistribution(self.support, self.probs(params))
-        atoms = self.optimum
-        if atoms is None:
-            atoms = self.loglik(params)[1].atoms
         u, q = loglik_at_atoms(
-            self.model(params), self.data, self.weights, atoms, self.groups
+            self.model(params),
+            self.data,
+            self.weights,
+            self._free_atoms(params),
+            self.groups,
         )[1]
         return MixingDistribution(*_side_by_side(u, q))
 
+    def _free_atoms(self, params):
+        """The free atoms at `params`: the stored optimum, else a solve."""
+        if self.optimum is not None:
+            return self.optimum
+        return self.loglik(params)[1].atoms
+
     def contributions(self, params):
         if self.free:
-            atoms = self.optimum
-            if atoms is None:
-                atoms = self.loglik(params)[1].atoms
             return contributions_at_atoms(
-                self.model(params), self.data, self.weights, atoms, self.groups
+                self.model(params),
+                self.data,
+                self.weights,
+                self._free_atoms(params),
+                self.groups,
             )
         op, probs, _ = self._optimal(params)
         mixture = op.grouped_mv(probs, self.labels)

@@ -82,9 +82,10 @@ class MixingDistribution:
 
     def frame(self) -> pd.DataFrame:
         """A tidy frame: group, support point(s), weight and (1-D) CDF."""
-        support, probs = np.asarray(self.support), np.asarray(self.probs)
         if self._xp is not np:
-            return MixingDistribution(support, probs).frame()
+            return MixingDistribution(
+                np.asarray(self.support), np.asarray(self.probs)
+            ).frame()
         rows = []
         for g in range(self.num_groups):
             frame = pd.DataFrame({"group": g, "weight": self.probs[g]})

@@ -11,6 +11,7 @@ from ._atoms_implicit import (
     atom_tangents as atom_tangents,
     atoms_at_optimum as atoms_at_optimum,
     mixture_loglik as mixture_loglik,
+    mixture_rows as mixture_rows,
 )
 from ._certificate import (
     kkt_residuals as kkt_residuals,

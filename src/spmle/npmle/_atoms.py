@@ -379,7 +379,8 @@ def refine_atoms(
     drop_tol: float = 1e-10,
     merge_distance: float = 1e-4,
     trust_radius: float = 0.1,
-    start: AtomSolution | None = None,
+    start: tuple[Float[Array, " K"], Float[Array, " K"], Bool[Array, " K"]]
+    | None = None,
 ) -> AtomSolution:
     """The NPMLE of a one-dimensional mixing distribution over `[lower, upper]`,
     with atoms free to move, refined from a grid solution at fixed parameters.
@@ -405,11 +406,11 @@ def refine_atoms(
         drop_tol: atoms lighter than this are dropped.
         merge_distance: atoms closer than this times `upper - lower` merge.
         trust_radius: cap on one Newton move of an atom, times `upper - lower`.
-        start: optional atoms to start from instead of the grid's clusters, e.g.
-            the `AtomSolution` at nearby parameters (anything with its `atoms`,
-            `probs` and `active`, in `max_atoms` slots; no active slot means a
-            cold start). The answer is the certified
-            NPMLE either way; a start near it saves most Newton steps.
+        start: optional `(atoms, probs, active)`, each (max_atoms,), to start
+            from instead of the grid's clusters, e.g. an `AtomSolution`'s at
+            nearby parameters (no active slot means a cold start). The answer
+            is the certified NPMLE either way; a start near it saves most
+            Newton steps.
 
     Returns:
         An `AtomSolution` (K = `max_atoms` slots).
@@ -446,13 +447,11 @@ def refine_atoms(
             jnp.zeros((max_atoms,)),
             jnp.zeros((max_atoms,), bool),
         )
-    else:
-        if start.atoms.shape != (max_atoms,):
-            raise ValueError(
-                f"`start` has {start.atoms.shape} atom slots; `max_atoms` is "
-                f"{max_atoms}: pass a solution with as many slots."
-            )
-        start = (start.atoms, start.probs, start.active)
+    elif any(x.shape != (max_atoms,) for x in start):
+        raise ValueError(
+            f"`start` must be three ({max_atoms},) arrays (`max_atoms` slots); got "
+            f"shapes {[x.shape for x in start]}."
+        )
     settings = dict(
         max_atoms=max_atoms,
         tol=tol,

@@ -23,15 +23,19 @@ from jaxtyping import Array, Bool, Float
 from ._implicit import symmetric_solve
 
 
-def mixture_loglik(log_lik_fn, params, weights, atoms, probs, active):
-    """`sum_i w_i log sum_j q_j exp(log_lik_fn(params, atoms)_ij)` over the
-    active slots."""
+def mixture_rows(log_lik_fn, params, atoms, probs, active) -> Float[Array, " n"]:
+    """(n,) `log sum_j q_j exp(log_lik_fn(params, atoms)_ij)` over the active
+    slots."""
     safe = jnp.where(active, probs, 1.0)
     log_probs = jnp.where(active, jnp.log(safe), -jnp.inf)
     log_lik = log_lik_fn(params, atoms)
-    return jnp.dot(
-        weights, jax.scipy.special.logsumexp(log_lik + log_probs[None, :], axis=1)
-    )
+    return jax.scipy.special.logsumexp(log_lik + log_probs[None, :], axis=1)
+
+
+def mixture_loglik(log_lik_fn, params, weights, atoms, probs, active):
+    """`sum_i w_i log sum_j q_j exp(log_lik_fn(params, atoms)_ij)` over the
+    active slots."""
+    return jnp.dot(weights, mixture_rows(log_lik_fn, params, atoms, probs, active))
 
 
 @eqx.filter_custom_jvp

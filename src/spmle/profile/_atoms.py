@@ -16,7 +16,14 @@ from jaxtyping import Array, Bool, Float
 
 from .._internal import split
 from ..contract import AbstractModel, Groups
-from ..npmle import RESULTS, AtomSolution, atom_tangents, atoms_at_optimum, refine_atoms
+from ..npmle import (
+    RESULTS,
+    AtomSolution,
+    atom_tangents,
+    atoms_at_optimum,
+    mixture_rows,
+    refine_atoms,
+)
 from ._groups import map_over_groups, solve_groups
 from ._info import ProfileInfo
 
@@ -172,7 +179,7 @@ def free_atoms_loglik(
             grid_probs,
             max_atoms=max_atoms,
             tol=solver.tol,
-            start=FreeAtomsStart(grid_probs, u, q, active),
+            start=(u, q, active),
         )
 
     refined = _per_group(
@@ -225,9 +232,8 @@ def contributions_at_atoms(
     )
 
     def rows(data_g, w_g, u_g, q_g, active_g):
-        log_q = jnp.where(active_g, jnp.log(jnp.where(active_g, q_g, 1.0)), -jnp.inf)
-        log_lik = ModelAtPoints(static, data_g)(params, u_g)
-        return w_g * jax.scipy.special.logsumexp(log_lik + log_q[None, :], axis=1)
+        fn = ModelAtPoints(static, data_g)
+        return w_g * mixture_rows(fn, params, u_g, q_g, active_g)
 
     per_group = _per_group(rows, data, (weights,), groups, u, q, atoms.active)
     if groups is None:
