@@ -251,3 +251,32 @@ def test_groups_each_get_their_own_free_atoms():
         + float(grouped(jnp.asarray(beta - h))[0])
     ) / h**2
     assert curvature == pytest.approx(fd, rel=1e-5)
+
+
+def test_optimiser_certifies_where_it_stops():
+    """The optimiser's steps trust the previous atoms (no certificate, no added
+    atom); its answer is a certified evaluation, equal to a cold certified solve
+    at the estimate and stationary there."""
+    problem = spmle.estimation.ProfileProblem.build(
+        Faults(jnp.array(0.5)), DATA, GRID, atoms="free"
+    )
+    out = spmle.estimation.minimise(
+        problem, spmle.estimation.parameters(Faults(jnp.array(0.5)))
+    )
+    assert out.aux.grid is not None and bool(out.aux.converged)
+    assert float(jnp.max(out.aux.atoms.gap)) <= 1e-8
+    beta = float(out.params.beta)
+    value, info = _free_profile(beta)
+    assert abs(float(out.value) - float(value)) < 1e-9
+    assert abs(beta - REFERENCE["free_uncentred"]["beta_hat"]) < 1e-4
+    # A trusted start at the optimum: Newton only, the same value, no certificate.
+    start = spmle.profile.FreeAtomsStart.from_info(info, certify=False)
+    trusted, trusted_info = _free_profile_from(beta, start)
+    assert trusted_info.grid is None and bool(jnp.isnan(trusted_info.atoms.gap[0]))
+    assert abs(float(trusted) - float(value)) < 1e-10
+
+
+def _free_profile_from(beta, init):
+    return spmle.profile_loglik(
+        Faults(jnp.asarray(beta)), DATA, GRID, atoms="free", init=init
+    )

@@ -41,6 +41,26 @@ class AbstractProblem(eqx.Module):
         `aux=None` gives the placeholder for a cold start."""
         return None
 
+    def certified_start(self, init):
+        """The `init` of an evaluation that certifies its inner solution, for a
+        problem whose `warm_start` trusts the previous one's (see
+        `certifies_at_end`); `init` itself by default."""
+        return init
+
+    @property
+    def certifies_at_end(self) -> bool:
+        """True when the optimiser's steps evaluate a reduced inner problem (its
+        `warm_start` trusts the previous solution's support) that `minimise`
+        certifies where it stops, re-running the steps if the certificate
+        changes the solution."""
+        return False
+
+    def presearch(self, init) -> tuple["AbstractProblem | None", Any]:
+        """`(problem, cold)`: a cheaper problem whose optimum is a good start, run
+        first by `minimise` when `cold` (a traced bool) says `init` has nothing
+        to start from; `(None, False)` by default."""
+        return None, False
+
     @abc.abstractmethod
     def contributions(self, params) -> Float[Array, " n"]:
         """`w_i log l_i(theta)` for each observation; sums to the total."""

@@ -1,5 +1,6 @@
 """`fit`: the semiparametric MLE, maximising the profile log-likelihood."""
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -161,12 +162,34 @@ class ProfileProblem(AbstractProblem):
 
     def warm_start(self, aux):
         if aux is not None:
-            return FreeAtomsStart.from_info(aux) if self.free else aux.probs
+            # Free atoms: the optimiser's steps move the atoms it found last and
+            # certify them only where it stops (`certifies_at_end`): a certificate
+            # (D on 257+ points) costs ten Newton steps on 5 atoms.
+            if self.free:
+                return FreeAtomsStart.from_info(aux, certify=False)
+            return aux.probs
         num_groups = 1 if self.groups is None else self.groups.num_groups
         if self.free:
             return FreeAtomsStart.cold(num_groups, self.support.shape[0])
         # Zeros mean "cold": the solver takes EM steps from uniform weights.
         return jnp.asarray(np.zeros((num_groups, self.support.shape[0])))
+
+    @property
+    def certifies_at_end(self) -> bool:
+        return self.free
+
+    def certified_start(self, init):
+        return init.certified() if self.free else init
+
+    def presearch(self, init):
+        # Free atoms start from the grid's optimum: near it the atoms move little
+        # between steps. From the README start at n = 1e5, the first steps on
+        # free atoms took 12 to 43 Newton steps each as the atoms split and
+        # merged; the grid gets there in 0.9 s.
+        if not self.free:
+            return None, False
+        grid = dataclasses.replace(self, atoms="grid")
+        return grid, ~jnp.any(init.active)
 
     def at_optimum(self, aux):
         optimum = aux.atoms if isinstance(aux, FreeAtomsInfo) else aux.probs

@@ -296,11 +296,27 @@ def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
             moved, value = trial(0.5 * t)
             return 0.5 * t, value, moved
 
+        def armijo(t, value):
+            return (value >= base + 1e-4 * t * slope - slack) & jnp.isfinite(value)
+
+        # A step that takes weights below 0 first tries dropping those atoms (the
+        # projected step): the fraction-to-boundary rule alone divides such a
+        # weight by 100 a step (a 4e-4 atom took 7 steps to go at n = 1e5).
+        crossing = jnp.any(active & (atoms.q + jnp.minimum(1.0, t_trust) * dq <= 0))
+        t_drop = jnp.minimum(1.0, t_trust)
+        dropped, value_drop = trial(t_drop)
+        drop = crossing & armijo(t_drop, value_drop)
         first, value0 = trial(t0)
         t, value, moved = jax.lax.while_loop(
-            backtrack_cond, backtrack, (t0, value0, first)
+            backtrack_cond,
+            backtrack,
+            jax.tree.map(
+                lambda a, b: jnp.where(drop, a, b),
+                (t_drop, value_drop, dropped),
+                (t0, value0, first),
+            ),
         )
-        accepted = (value >= base + 1e-4 * t * slope - slack) & jnp.isfinite(value)
+        accepted = armijo(t, value)
 
         def fallback():
             # EM on the weights never lowers the likelihood: the fallback step.
@@ -381,6 +397,7 @@ def refine_atoms(
     trust_radius: float = 0.1,
     start: tuple[Float[Array, " K"], Float[Array, " K"], Bool[Array, " K"]]
     | None = None,
+    certify: bool = True,
 ) -> AtomSolution:
     """The NPMLE of a one-dimensional mixing distribution over `[lower, upper]`,
     with atoms free to move, refined from a grid solution at fixed parameters.
@@ -398,10 +415,11 @@ def refine_atoms(
         grad_tol: Newton's tolerance on the Lagrangian gradient (`stationarity`).
         max_steps: cap on Newton steps over all rounds.
         max_rounds: cap on certificate rounds (each may add atoms).
-        num_points: points of the fine certificate grid on `[lower, upper]`,
-            used when a 257-point grid is coarser than a quarter of the
-            narrowest row likelihood width (no bump of `D` is narrower). Keep
-            `resolution <= 1/4` in the answer; raise `num_points` if not.
+        num_points: the most points of the certificate grid on `[lower, upper]`:
+            it starts at 129 and takes as many more as keep the grid spacing
+            within a quarter of the narrowest row likelihood width (no bump of
+            `D` is narrower). Keep `resolution <= 1/4` in the answer; raise
+            `num_points` if not.
         cluster_threshold: grid weights above it start atoms.
         drop_tol: atoms lighter than this are dropped.
         merge_distance: atoms closer than this times `upper - lower` merge.
@@ -411,6 +429,11 @@ def refine_atoms(
             nearby parameters (no active slot means a cold start). The answer
             is the certified NPMLE either way; a start near it saves most
             Newton steps.
+        certify: False skips the search over the continuum: Newton on the atoms
+            of `start` only (no atom is added), `successful` once they are
+            stationary, `gap` and `resolution` NaN. For a warm start inside an
+            optimiser, whose answer is certified once at its end
+            (`spmle.estimation.minimise`).
 
     Returns:
         An `AtomSolution` (K = `max_atoms` slots).
@@ -463,6 +486,7 @@ def refine_atoms(
         drop_tol=drop_tol,
         merge_distance=merge_distance,
         trust_radius=trust_radius,
+        certify=certify,
     )
     # Compiled once per function, shapes and settings, so that eager calls
     # reuse one program; under an outer `jit` this inlines.
@@ -491,6 +515,7 @@ def _refine(
     drop_tol,
     merge_distance,
     trust_radius,
+    certify,
 ):
     w = weights / jnp.sum(weights)
     options = dict(
@@ -580,7 +605,21 @@ def _refine(
         stationarity=nan,
         resolution=nan,
     )
-    final = jax.lax.while_loop(cond, body, start)
+    if certify:
+        final = jax.lax.while_loop(cond, body, start)
+    else:
+        newton = _newton(log_lik_fn, atoms, w, lower, upper, max_steps, options)
+        final = eqx.tree_at(
+            lambda r: (r.atoms, r.steps, r.certified, r.stuck, r.stationarity),
+            start,
+            (
+                newton.atoms,
+                newton.steps,
+                newton.stationarity <= grad_tol,
+                newton.stuck & (newton.stationarity > grad_tol),
+                newton.stationarity,
+            ),
+        )
     atoms = final.atoms
     _, log_f = _mixture(log_lik_fn, atoms, w)
     d, _, d2 = gradient_function(log_lik_fn, atoms.u, log_f, w)
@@ -592,7 +631,7 @@ def _refine(
         | jnp.any(weights < 0)
         | ~jnp.any(weights > 0)
         | ~jnp.isfinite(loglik)
-        | ~jnp.isfinite(final.gap)
+        | (~jnp.isfinite(final.gap) if certify else ~jnp.isfinite(final.stationarity))
     )
     failure = RESULTS.where(final.stuck, RESULTS.stagnation, RESULTS.max_steps_reached)
     result = RESULTS.where(final.certified, RESULTS.successful, failure)

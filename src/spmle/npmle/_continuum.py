@@ -27,9 +27,13 @@ LogLikFn = Callable[[Float[Array, " k"]], Float[Array, "n k"]]
 # at which no bump of D can hide between grid points.
 _RESOLUTION = 0.25
 
-# Points per block of the fine grid: the (n, block) log-likelihood slab is the
-# largest temporary of the certificate, whatever the grid size.
-_BLOCK = 256
+# Points per block of the certificate grid: the (n, block) log-likelihood slab is
+# its largest temporary (0.27 GB at n = 1e6), whatever the number of points.
+_BLOCK = 32
+
+# The certificate grid's first pass: 4 blocks, 129 points. On the README's
+# LinearFactor design they resolve every row (resolution 0.15), so one pass does.
+_FIRST_BLOCKS = 4
 
 
 def column_derivatives(
@@ -80,21 +84,24 @@ class ContinuumMaximum(eqx.Module):
     resolution: Float[Array, ""]
 
 
-def _grid_values(log_lik_fn, lower, upper, num_points, log_f, w):
-    """`D` on `num_points` equispaced points, block by block, and the resolution."""
-    grid = jnp.linspace(lower, upper, num_points)
+def _grid_values(log_lik_fn, lower, upper, num_blocks, capacity, log_f, w):
+    """`D` on `num_blocks * _BLOCK + 1` equispaced points (a traced count), block
+    by block, in a (capacity,) buffer padded with -inf; the spacing; and the
+    resolution."""
+    num_points = num_blocks * _BLOCK + 1
     h = (upper - lower) / (num_points - 1)
-    num_blocks = -(-num_points // _BLOCK)
     n = log_f.shape[0]
 
-    def block(carry, b):
-        best, bend = carry
+    def block(b, carry):
+        d_all, best, bend = carry
         # One extra point on each side, for second differences across blocks.
         index = b * _BLOCK + jnp.arange(-1, _BLOCK + 1)
-        clipped = jnp.clip(index, 0, num_points - 1)
-        values = log_lik_fn(grid[clipped])
+        inside = (index >= 0) & (index < num_points)
+        values = log_lik_fn(lower + h * jnp.clip(index, 0, num_points - 1))
         inner = values[:, 1:-1]
         d = w @ jnp.exp(inner - log_f[:, None])
+        d = jnp.where(inside[1:-1], d, -jnp.inf)
+        d_all = jax.lax.dynamic_update_slice(d_all, d, (b * _BLOCK,))
         bending = -(values[:, 2:] - 2 * inner + values[:, :-2]) / h**2
         # An end of the range (or a padding point) has no second difference.
         interior = (index[1:-1] > 0) & (index[1:-1] < num_points - 1)
@@ -103,14 +110,16 @@ def _grid_values(log_lik_fn, lower, upper, num_points, log_f, w):
         top = jnp.take_along_axis(inner, at[:, None], axis=1)[:, 0]
         top_bend = jnp.take_along_axis(bending, at[:, None], axis=1)[:, 0]
         better = top > best
-        carry = (jnp.where(better, top, best), jnp.where(better, top_bend, bend))
-        return carry, d
+        return d_all, jnp.where(better, top, best), jnp.where(better, top_bend, bend)
 
-    start = (jnp.full((n,), -jnp.inf), jnp.zeros((n,)))
-    (_, bend), d = jax.lax.scan(block, start, jnp.arange(num_blocks))
-    d = d.reshape(-1)[:num_points]
+    start = (
+        jnp.full((capacity,), -jnp.inf),
+        jnp.full((n,), -jnp.inf),
+        jnp.zeros((n,)),
+    )
+    d, _, bend = jax.lax.fori_loop(0, num_blocks + 1, block, start)
     resolution = h * jnp.sqrt(jnp.max(jnp.maximum(bend, 0.0)))
-    return grid, d, resolution
+    return d, h, resolution
 
 
 def maximise_gradient_function(
@@ -123,40 +132,53 @@ def maximise_gradient_function(
     num_points: int,
     num_maxima: int,
     newton_steps: int = 30,
-    coarse_points: int = 257,
 ) -> ContinuumMaximum:
-    """`max D` over `[lower, upper]`: `D` on `coarse_points` equispaced points, or
-    on `num_points` when that grid's resolution exceeds 1/4, then
+    """`max D` over `[lower, upper]`: `D` on 129 equispaced points, then on as
+    many more as make the resolution at most 1/4 (up to `num_points`), then
     safeguarded Newton on `D' = 0` inside the bracket `[v_{j-1}, v_{j+1}]` of each
     of the `num_maxima` highest grid local maxima (bisection whenever a step
-    leaves the bracket or `D'' >= 0`). Both ends count as candidates."""
-    coarse_points = min(coarse_points, num_points)
-    k = min(num_maxima, coarse_points)
+    leaves the bracket or `D'' >= 0`), until every step is below 1e-12 of the
+    range or after `newton_steps`. Both ends count as candidates."""
+    max_blocks = max(-(-(num_points - 1) // _BLOCK), 1)
+    capacity = (max_blocks + 1) * _BLOCK
+    first = min(_FIRST_BLOCKS, max_blocks)
 
-    def candidates(num_points):
-        grid, d, resolution = _grid_values(
-            log_lik_fn, lower, upper, num_points, log_f, w
+    def finer(carry):
+        blocks, _, _, resolution = carry
+        # Aim at a resolution of 1/5, a margin under the limit.
+        wanted = jnp.ceil(blocks * resolution / (0.8 * _RESOLUTION)).astype(int)
+        blocks = jnp.clip(wanted, blocks + 1, max_blocks)
+        return (
+            blocks,
+            *_grid_values(log_lik_fn, lower, upper, blocks, capacity, log_f, w),
         )
-        left = jnp.concatenate([jnp.array([-jnp.inf]), d[:-1]])
-        right = jnp.concatenate([d[1:], jnp.array([-jnp.inf])])
-        # >= on the left and > on the right: one representative per plateau.
-        is_max = (d >= left) & (d > right)
-        top, at = jax.lax.top_k(jnp.where(is_max, d, -jnp.inf), k)
-        lo = grid[jnp.maximum(at - 1, 0)]
-        hi = grid[jnp.minimum(at + 1, num_points - 1)]
-        return grid[at], lo, hi, top, jnp.max(d), resolution
 
-    # The fine grid only where the coarse one is too coarse for the narrowest
-    # row likelihood: on the README's LinearFactor design a 257-point grid
-    # resolves it (resolution 0.08), at an eighth of the cost of 2001 points.
-    coarse = candidates(coarse_points)
-    x, lo, hi, top, grid_max, resolution = jax.lax.cond(
-        coarse[-1] > _RESOLUTION, lambda: candidates(num_points), lambda: coarse
+    def coarse(carry):
+        blocks, _, _, resolution = carry
+        return (resolution > _RESOLUTION) & (blocks < max_blocks)
+
+    blocks = jnp.array(first)
+    blocks, d, h, resolution = jax.lax.while_loop(
+        coarse,
+        finer,
+        (blocks, *_grid_values(log_lik_fn, lower, upper, blocks, capacity, log_f, w)),
     )
+    k = min(num_maxima, capacity)
+    left = jnp.concatenate([jnp.array([-jnp.inf]), d[:-1]])
+    right = jnp.concatenate([d[1:], jnp.array([-jnp.inf])])
+    # >= on the left and > on the right: one representative per plateau.
+    is_max = (d >= left) & (d > right) & (d > -jnp.inf)
+    top, at = jax.lax.top_k(jnp.where(is_max, d, -jnp.inf), k)
+    last = blocks * _BLOCK
+    x = lower + h * at
+    lo = lower + h * jnp.maximum(at - 1, 0)
+    hi = lower + h * jnp.minimum(at + 1, last)
+    grid_max = jnp.max(d)
     found = top > -jnp.inf
+    small = 1e-12 * (upper - lower)
 
-    def step(_, carry):
-        x, lo, hi, best_x, best = carry
+    def step(carry):
+        x, lo, hi, best_x, best, _, steps = carry
         value, slope, bend = gradient_function(log_lik_fn, x, log_f, w)
         better = value > best
         best_x, best = jnp.where(better, x, best_x), jnp.where(better, value, best)
@@ -164,12 +186,23 @@ def maximise_gradient_function(
         hi = jnp.where(slope > 0, hi, x)
         newton = x - slope / jnp.where(bend < 0, bend, -1.0)
         inside = (bend < 0) & (newton > lo) & (newton < hi)
-        x = jnp.where(inside, newton, 0.5 * (lo + hi))
-        return x, lo, hi, best_x, best
+        new_x = jnp.where(inside, newton, 0.5 * (lo + hi))
+        moved = jnp.max(jnp.where(found, jnp.abs(new_x - x), 0.0))
+        return new_x, lo, hi, best_x, best, moved, steps + 1
 
-    _, _, _, best_x, best = jax.lax.fori_loop(
-        0, newton_steps, step, (x, lo, hi, x, jnp.where(found, top, -jnp.inf))
+    def moving(carry):
+        return (carry[-2] > small) & (carry[-1] < newton_steps)
+
+    start = (
+        x,
+        lo,
+        hi,
+        x,
+        jnp.where(found, top, -jnp.inf),
+        jnp.array(jnp.inf),
+        jnp.array(0),
     )
+    _, _, _, best_x, best, _, _ = jax.lax.while_loop(moving, step, start)
     best = jnp.where(found, best, -jnp.inf)
     max_value = jnp.maximum(grid_max, jnp.max(best))
     return ContinuumMaximum(

@@ -46,12 +46,19 @@ MAX_ATOMS = 16
 class FreeAtomsStart(eqx.Module):
     """The warm start of a free-atom profile evaluation: the grid solves' weights
     (G, m) and each group's atoms (G, K) at nearby parameters; zeros and no
-    active slot mean a cold start (`FreeAtomsStart.cold`)."""
+    active slot mean a cold start (`FreeAtomsStart.cold`).
+
+    `certify=False` (static) trusts the atoms' support: Newton moves them, no
+    grid solve runs and no atom is added, so the value is the reduced problem's
+    (never above the NPMLE's). The optimiser evaluates its steps so, and
+    certifies once where it stops (`spmle.estimation.minimise`).
+    """
 
     grid_probs: Float[Array, "G m"]
     atoms: Float[Array, "G K"]
     probs: Float[Array, "G K"]
     active: Bool[Array, "G K"]
+    certify: bool = eqx.field(static=True, default=True)
 
     @classmethod
     def cold(cls, num_groups: int, grid_size: int, max_atoms: int = MAX_ATOMS):
@@ -59,10 +66,15 @@ class FreeAtomsStart(eqx.Module):
         return cls(jnp.zeros((num_groups, grid_size)), zeros, zeros, zeros.astype(bool))
 
     @classmethod
-    def from_info(cls, info: "FreeAtomsInfo") -> "FreeAtomsStart":
+    def from_info(cls, info: "FreeAtomsInfo", certify: bool = True) -> "FreeAtomsStart":
         atoms = info.atoms
-        return jax.lax.stop_gradient(
-            cls(info.grid.probs, atoms.atoms, atoms.probs, atoms.active)
+        start = (info.grid_probs, atoms.atoms, atoms.probs, atoms.active)
+        return cls(*jax.lax.stop_gradient(start), certify=certify)
+
+    def certified(self) -> "FreeAtomsStart":
+        """The same start, certifying."""
+        return FreeAtomsStart(
+            self.grid_probs, self.atoms, self.probs, self.active, certify=True
         )
 
 
@@ -74,25 +86,28 @@ class FreeAtomsInfo(eqx.Module):
         atoms: the (G,)-batched `spmle.npmle.AtomSolution` (atoms, weights,
             continuum certificate); `atoms.atoms` and `atoms.probs` (G, K) are
             differentiable in the model's parameters.
-        grid: the `ProfileInfo` of the certified grid solves it started from.
+        grid: the `ProfileInfo` of the certified grid solves it started from
+            (None when the start was trusted: `FreeAtomsStart(certify=False)`).
+        grid_probs: (G, m) the grid solves' weights (the start's when none ran).
     """
 
     atoms: AtomSolution
-    grid: ProfileInfo
+    grid: ProfileInfo | None
+    grid_probs: Float[Array, "G m"]
 
     @property
     def converged(self) -> Bool[Array, ""]:
         """True when every grid solve and every continuum certificate hold."""
-        return self.grid.converged & jnp.all(self.atoms.converged)
+        atoms_ok = jnp.all(self.atoms.converged)
+        return atoms_ok if self.grid is None else self.grid.converged & atoms_ok
 
     def first_failure(self) -> RESULTS:
         """The result of the first group whose continuum certificate fails, else
         the grid's first failure (`successful` if none)."""
         index = jnp.argmax(~self.atoms.converged)
         atoms = jax.tree.map(lambda x: x[index], self.atoms.result)
-        return RESULTS.where(
-            jnp.all(self.atoms.converged), self.grid.first_failure(), atoms
-        )
+        grid = RESULTS.successful if self.grid is None else self.grid.first_failure()
+        return RESULTS.where(jnp.all(self.atoms.converged), grid, atoms)
 
 
 def _stop(tree):
@@ -167,7 +182,11 @@ def free_atoms_loglik(
         num_groups = 1 if groups is None else groups.num_groups
         cold = FreeAtomsStart.cold(num_groups, support.shape[0], max_atoms)
         init = cold if init is None else eqx.tree_at(lambda s: s.grid_probs, cold, init)
-    solutions = solve_groups(grid_op, weights, groups, solver, init.grid_probs)
+    if init.certify:
+        solutions = solve_groups(grid_op, weights, groups, solver, init.grid_probs)
+        grid_info, grid_probs = ProfileInfo(solutions), solutions.probs
+    else:
+        grid_info, grid_probs = None, init.grid_probs
     params, static = split(model)
     frozen = _stop(params)
 
@@ -180,6 +199,7 @@ def free_atoms_loglik(
             max_atoms=max_atoms,
             tol=solver.tol,
             start=(u, q, active),
+            certify=init.certify,
         )
 
     refined = _per_group(
@@ -187,7 +207,7 @@ def free_atoms_loglik(
         data,
         (jax.lax.stop_gradient(weights),),
         groups,
-        solutions.probs,
+        grid_probs,
         init.atoms,
         init.probs,
         init.active,
@@ -207,7 +227,7 @@ def free_atoms_loglik(
     )
     # The grid record as the solver made it: only the refined atoms carry
     # derivatives.
-    return jnp.sum(loglik), FreeAtomsInfo(refined, ProfileInfo(solutions))
+    return jnp.sum(loglik), FreeAtomsInfo(refined, grid_info, grid_probs)
 
 
 def loglik_at_atoms(model, data, weights, atoms: AtomSolution, groups=None):
