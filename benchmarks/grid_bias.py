@@ -158,6 +158,7 @@ def fabric(args):
     covered = {atoms: [] for atoms in fits}
     ok = {atoms: [] for atoms in fits}
     ses = {atoms: [] for atoms in fits}
+    estimates = {atoms: [] for atoms in fits}
     times = {atoms: 0.0 for atoms in fits}
     for _ in range(args.reps):
         v = rng.choice(FABRIC_ATOMS, size=log_length.size, p=FABRIC_WEIGHTS)
@@ -170,6 +171,7 @@ def fabric(args):
                 abs(est[0] - FABRIC_BETA) <= 1.959963984540054 * se[0]
             )
             ses[atoms].append(se[0])
+            estimates[atoms].append(est[0])
             ok[atoms].append(bool(converged))
     for atoms in fits:
         c, good = np.array(covered[atoms]), np.array(ok[atoms])
@@ -178,7 +180,8 @@ def fabric(args):
             f"fabric {atoms:>4}: coverage {rate:.3f} "
             f"(MC SE {np.sqrt(rate * (1 - rate) / good.sum()):.3f}) "
             f"over {good.sum()} of {args.reps} converged; median SE "
-            f"{np.median(np.array(ses[atoms])[good]):.4f}; "
+            f"{np.median(np.array(ses[atoms])[good]):.4f} (SD of the estimates "
+            f"{np.std(np.array(estimates[atoms])[good], ddof=1):.4f}); "
             f"{times[atoms] / args.reps:.2f} s a fit (first includes compilation)"
         )
 

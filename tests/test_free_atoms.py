@@ -82,7 +82,7 @@ def fits():
 @pytest.fixture(scope="module")
 def grid_fit():
     with pytest.warns(spmle.GridWarning, match="sawtooth in beta") as record:
-        res = spmle.fit(Faults(jnp.array(0.5)), DATA, GRID)
+        res = spmle.fit(Faults(jnp.array(0.5)), DATA, GRID, atoms="grid")
     return res, [str(w.message) for w in record]
 
 
@@ -280,3 +280,17 @@ def _free_profile_from(beta, init):
     return spmle.profile_loglik(
         Faults(jnp.asarray(beta)), DATA, GRID, atoms="free", init=init
     )
+
+
+def test_auto_refits_a_sawtooth_with_free_atoms(fits):
+    """The default `atoms="auto"` fits on the grid, finds the sawtooth in beta and
+    refits with free atoms: the free fit's numbers, a note, no warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", spmle.GridWarning)
+        res = spmle.fit(Faults(jnp.array(0.5)), DATA, GRID)
+    free = fits["free"]
+    assert abs(res.params["beta"] - free.params["beta"]) < 1e-6
+    assert abs(res.bse["beta"] - free.bse["beta"]) < 1e-6 * free.bse["beta"]
+    assert abs(res.bse["beta"] - REFERENCE["free_uncentred"]["se_profile_Hstar"]) < 1e-5
+    assert any("atoms='auto'" in note and "beta" in note for note in res.notes)
+    assert "atoms='auto'" in str(res.summary())

@@ -95,7 +95,8 @@ _MAX_CERTIFICATES = 4
 def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, init, gtol):
     """Minimise `-loglik / sum(weights)` from `params0`: an `Optimum`.
 
-    A problem that `certifies_at_end` alternates a certified evaluation
+    A problem that `certifies_at_end` first runs its `presearch` problem when
+    `init` is cold (free atoms: the grid), then alternates a certified evaluation
     (`problem.certified_start`) with a run of steps from there, whose evaluations
     solve the reduced inner problem warm-started at the last solution, until a
     certificate changes nothing. The answer is a certified evaluation.

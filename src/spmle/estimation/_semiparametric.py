@@ -364,6 +364,41 @@ def _sawtooth(problem: ProfileProblem, run, names) -> list[tuple[str, str]]:
     return notes
 
 
+def _refit_free(problem: ProfileProblem, run, notes, optimizer, max_steps, gtol):
+    """`atoms="auto"` after the grid fit found a sawtooth: the fit again with free
+    atoms, from the grid's estimate; the free fit, with a note and no warning,
+    when it is certified and not below the grid's log-likelihood, else the grid
+    fit and its warnings (and why the refit failed)."""
+    # Each grid note reads "sawtooth in NAME: SE ~Fx too small; use ...".
+    found = [note.split(";")[0].removeprefix("sawtooth in ") for _, note in notes]
+    names = ", ".join(f"{n.split(': ')[0]} ({n.split(': ')[1]})" for n in found)
+    if problem.support.ndim != 1:
+        return problem, run, notes
+    free = dataclasses.replace(problem, atoms="free")
+    try:
+        free_run = optimise(
+            free, problem.model(run.params), (), optimizer, max_steps, gtol=gtol
+        )
+        ok = bool(free_run.aux.converged) and free_run.value >= run.value - 1e-8 * abs(
+            run.value
+        )
+        why = "its free-atom NPMLE is not certified"
+    except Exception as error:  # e.g. log_cond_lik not differentiable in the support
+        ok, why = False, f"{type(error).__name__}: {error}"
+    if not ok:
+        failed = (
+            f"atoms='auto' could not refit with free atoms ({why}); the grid fit "
+            "stands.",
+            "atoms='auto': the free-atom refit failed; grid fit kept",
+        )
+        return problem, run, [*notes, failed]
+    note = (
+        f"atoms='auto': the grid profile was a sawtooth in {names}; refit with "
+        "free atoms"
+    )
+    return free, free_run, [(None, note)]
+
+
 def _edge_points(support: np.ndarray) -> np.ndarray:
     if support.ndim == 1:
         return (support == support.min()) | (support == support.max())
@@ -388,7 +423,7 @@ def fit(
     bootstrap_draws: int = 199,
     key=None,
     gtol: float = GTOL,
-    atoms: str = "grid",
+    atoms: str = "auto",
 ) -> Results:
     """Semiparametric maximum likelihood: theta by the profile likelihood, F on a grid
     or on free atoms.
@@ -417,11 +452,16 @@ def fit(
         clusters: (n,) cluster ids for `cov_type="cluster"`.
         gtol: the optimiser also stops once every entry of the mean gradient is
             below `gtol`; Newton steps finish from there.
-        atoms: `"grid"` (default) or `"free"`: F's atoms start on the support
-            points and move with theta (see `spmle.profile_loglik`), so that the
-            standard errors of parameters that shift or scale the latent are the
-            smooth profile's (docs/inference.md: the sawtooth). One-dimensional
-            latents, with or without groups.
+        atoms: `"auto"` (default), `"grid"` or `"free"`. `"grid"` keeps F on
+            the support points; `"free"` starts there and lets F's atoms move
+            with theta (see `spmle.profile_loglik`), so that the standard errors
+            of parameters that shift or scale the latent are the smooth
+            profile's (docs/inference.md: the sawtooth; one-dimensional latents,
+            with or without groups). `"auto"` fits on the grid, checks it for
+            the sawtooth, and where it finds one (one-dimensional latents) fits
+            again with free atoms from the grid's estimate, saying so in
+            `summary()`; where the refit fails, the grid fit stands with its
+            warnings.
 
     Returns:
         `spmle.Results` with `params`, `bse`, `cov_params()`, `conf_int()`,
@@ -441,6 +481,8 @@ def fit(
     covariance = covariance_estimator(
         cov_type, clusters=clusters, bootstrap_draws=bootstrap_draws, key=key
     )
+    if atoms not in ("grid", "free", "auto"):
+        raise ValueError(f"atoms={atoms!r}: use 'auto', 'grid' or 'free'.")
     problem = ProfileProblem.build(
         model0,
         data,
@@ -448,12 +490,23 @@ def fit(
         groups=groups,
         weights=weights,
         solver=solver,
-        atoms=atoms,
+        atoms="grid" if atoms == "auto" else atoms,
     )
     # Fail early, with a message naming rows, on a bad model or data at the start.
     likelihood(model0, problem.data, problem.support, problem.weights)
     run = optimise(problem, model0, starts, optimizer, max_steps, gtol=gtol)
+    notes = []
+    if not problem.free:
+        notes = _sawtooth(problem, run, parameter_names(run.params))
+    if notes and atoms == "auto":
+        problem, run, notes = _refit_free(
+            problem, run, notes, optimizer, max_steps, gtol
+        )
+    for warning, _ in notes:
+        if warning is not None:
+            warnings.warn(warning, GridWarning, stacklevel=2)
     description = problem.describe(run.aux)
+    description = description._replace(notes=tuple(note for _, note in notes))
     probs, support = description.mixing.probs, np.asarray(problem.support)
     if problem.free:  # an atom at an end of the range: the range may be too narrow
         atoms = description.mixing.support
@@ -468,11 +521,6 @@ def fit(
             GridWarning,
             stacklevel=2,
         )
-    if not problem.free:
-        notes = _sawtooth(problem, run, parameter_names(run.params))
-        for warning, _ in notes:
-            warnings.warn(warning, GridWarning, stacklevel=2)
-        description = description._replace(notes=tuple(note for _, note in notes))
     unflatten = flatten(run.params)[1]
     return infer(
         problem,

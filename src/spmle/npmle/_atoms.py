@@ -160,7 +160,36 @@ def _mixture(log_lik_fn, atoms: _Atoms, w):
 
 def _newton_system(log_lik_fn, atoms: _Atoms, w):
     """Gradient (2K,) and Hessian (2K, 2K) of the mean log-likelihood in
-    `z = (u, q)`, with `D, D', D''` at the atoms and `log f`."""
+    `z = (u, q)`, with `D, D', D''` at the atoms and `log f`; zero on inactive
+    slots.
+
+    Active atoms come first (`_canonical`), so the system is assembled on the
+    first 4, 8, ... slots that hold them and padded: the (n, 2K) Gram product
+    dominates a Newton step, and 5 atoms in 16 slots paid 10 times the flops they
+    need (at n = 1e5, 45 ms a step against 19 ms on 8 slots).
+    """
+    k = atoms.q.shape[0]
+    sizes = sorted({min(size, k) for size in (4, 8, k)})
+
+    def first(size):
+        def system():
+            part = jax.tree.map(lambda x: x[:size], atoms)
+            gradient, hessian, (d, d1, d2), log_f = _newton_system_on(
+                log_lik_fn, part, w
+            )
+            slots = jnp.concatenate([jnp.arange(size), k + jnp.arange(size)])
+            gradient = jnp.zeros(2 * k).at[slots].set(gradient)
+            hessian = jnp.zeros((2 * k, 2 * k)).at[slots[:, None], slots].set(hessian)
+            pad = lambda x: jnp.zeros(k).at[:size].set(x)  # noqa: E731
+            return gradient, hessian, (pad(d), pad(d1), pad(d2)), log_f
+
+        return system
+
+    which = jnp.searchsorted(jnp.array(sizes), jnp.sum(atoms.active))
+    return jax.lax.switch(which, [first(size) for size in sizes])
+
+
+def _newton_system_on(log_lik_fn, atoms: _Atoms, w):
     value, slope, bend = column_derivatives(log_lik_fn, atoms.u)
     log_q = jnp.where(atoms.active, jnp.log(atoms.q), -jnp.inf)
     log_f = jax.nn.logsumexp(value + log_q, axis=1)
