@@ -7,6 +7,7 @@ continuum (never below the grid's), and `jax.grad`/`jax.hessian` of it are the
 smooth profile's, not one tooth of the grid's sawtooth (docs/inference.md).
 """
 
+import dataclasses
 from typing import Any
 
 import equinox as eqx
@@ -73,9 +74,7 @@ class FreeAtomsStart(eqx.Module):
 
     def certified(self) -> "FreeAtomsStart":
         """The same start, certifying."""
-        return FreeAtomsStart(
-            self.grid_probs, self.atoms, self.probs, self.active, certify=True
-        )
+        return dataclasses.replace(self, certify=True)
 
 
 class FreeAtomsInfo(eqx.Module):
