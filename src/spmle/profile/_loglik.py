@@ -122,13 +122,15 @@ def profile_loglik(
             integer never builds it, recomputing blocks of `chunk_rows` rows from
             `log_cond_lik` in every product (`spmle.RowChunkedLikelihood`):
             memory of one block, time of one model evaluation per product.
-        atoms: `"grid"` (default) keeps F on the support points; `"free"` starts
-            there and refines to atoms that move with the parameters (the NPMLE
-            over the continuum `[min support, max support]`, certified there):
-            then the profile is smooth in parameters that shift or scale the
-            latent, and `info` is a `FreeAtomsInfo`. One-dimensional latents (with
-            or without groups), for models whose `log_cond_lik` is
-            differentiable in the support point.
+        atoms: `"grid"` (default here; `fit` defaults to `"auto"`, which
+            checks the grid fit for a sawtooth) keeps F on the support points;
+            `"free"` starts there and refines to atoms that move with the
+            parameters (the NPMLE over the continuum `[min support, max
+            support]`, certified there): then the profile is smooth in
+            parameters that shift or scale the latent, and `info` is a
+            `FreeAtomsInfo`. One-dimensional latents (with or without groups),
+            for models whose `log_cond_lik` is differentiable in the support
+            point.
 
     Returns:
         `(loglik, info)`: the total `sum_i w_i log sum_k exp(l_ik) p_gk` at the
