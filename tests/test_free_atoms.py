@@ -294,3 +294,24 @@ def test_auto_refits_a_sawtooth_with_free_atoms(fits):
     assert abs(res.bse["beta"] - REFERENCE["free_uncentred"]["se_profile_Hstar"]) < 1e-5
     assert any("atoms='auto'" in note and "beta" in note for note in res.notes)
     assert "atoms='auto'" in str(res.summary())
+
+
+class FaultsOnGridOnly(Faults):
+    """Fabric faults whose support passes through numpy: no derivative in the
+    support point, so free atoms cannot refine it."""
+
+    def log_cond_lik(self, data, support):
+        support = jax.pure_callback(
+            np.asarray, jax.ShapeDtypeStruct(support.shape, support.dtype), support
+        )
+        return super().log_cond_lik(data, support)
+
+
+def test_auto_keeps_the_grid_fit_when_free_atoms_fail(grid_fit):
+    with pytest.warns(spmle.GridWarning) as record:
+        res = spmle.fit(FaultsOnGridOnly(jnp.array(0.5)), DATA, GRID)
+    messages = [str(w.message) for w in record]
+    assert any("sawtooth in beta" in m for m in messages)
+    assert any("could not refit with free atoms" in m for m in messages)
+    assert abs(res.params["beta"] - grid_fit[0].params["beta"]) < 1e-8
+    assert any("refit failed" in note for note in res.notes)
