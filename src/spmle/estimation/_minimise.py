@@ -111,11 +111,7 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, init, gto
             out = _steps(
                 coarse, params0, optimizer, max_steps, coarse.warm_start(None), gtol
             )
-            finite = jnp.all(
-                jnp.stack(
-                    [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(out.params)]
-                )
-            )
+            finite = _all_finite(out.params)
             return jax.tree.map(
                 lambda a, b: jnp.where(finite, a, b), out.params, params0
             ), out.num_steps
@@ -226,10 +222,8 @@ def _steps(problem: AbstractProblem, params0, optimizer, max_steps, init, gtol):
         done, result = optimizer.terminate(
             objective, params, init, options, state, tags
         )
-        finite = jnp.all(
-            jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)])
-        )
         done = done | _gradient_small(state, gtol)
+        finite = _all_finite(params)
         return done, optx.RESULTS.where(finite, result, optx.RESULTS.nonfinite)
 
     def cond(carry):
@@ -289,6 +283,10 @@ def derivatives(problem: AbstractProblem, flat, unflatten):
 def scores(problem: AbstractProblem, flat, unflatten):
     """(n, k) per-observation scores: the derivatives of `contributions`."""
     return jax.jacfwd(lambda f: problem.contributions(unflatten(f)))(flat)
+
+
+def _all_finite(tree):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 def _last_accepted(state):

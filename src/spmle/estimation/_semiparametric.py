@@ -163,8 +163,8 @@ class ProfileProblem(AbstractProblem):
     def warm_start(self, aux):
         if aux is not None:
             # Free atoms: the optimiser's steps move the atoms it found last and
-            # certify them only where it stops (`certifies_at_end`): a certificate
-            # (D on 257+ points) costs ten Newton steps on 5 atoms.
+            # certify them only where it stops (`certifies_at_end`): at n = 1e5 a
+            # certificate (D on 129+ points) costs six Newton steps on 5 atoms.
             if self.free:
                 return FreeAtomsStart.from_info(aux, certify=False)
             return aux.probs
@@ -316,10 +316,11 @@ def _describe_free(aux: FreeAtomsInfo, grid_size: int) -> Description:
 SAWTOOTH_RATIO = 2.0
 
 
-def _sawtooth(problem: ProfileProblem, run, names) -> list[tuple[str, str]]:
-    """`(warning, summary note)` for each parameter in which the grid profile is a
-    sawtooth: its exact Hessian measures one tooth, its curvature over a span of
-    several teeth (+-3 of the Hessian's own standard errors) is far flatter."""
+def _sawtooth(problem: ProfileProblem, run, names) -> list[tuple[str, float]]:
+    """`(name, ratio)` for each parameter in which the grid profile is a sawtooth:
+    its exact Hessian measures one tooth, its curvature over a span of several
+    teeth (+-3 of the Hessian's own standard errors) is far flatter; `ratio` is
+    the Hessian over that curvature (the SE is `sqrt(ratio)` times too small)."""
     hessian = np.asarray(run.hessian)
     try:
         se = np.sqrt(np.diag(np.linalg.inv(-hessian)))
@@ -330,7 +331,7 @@ def _sawtooth(problem: ProfileProblem, run, names) -> list[tuple[str, str]]:
     flat, unflatten = flatten(run.params)
     flat = np.asarray(flat)
     init = problem.warm_start(run.aux)
-    notes = []
+    found = []
     for j, name in enumerate(names):
         step = 3 * se[j] * np.eye(flat.size)[j]
         values = [
@@ -349,29 +350,30 @@ def _sawtooth(problem: ProfileProblem, run, names) -> list[tuple[str, str]]:
         secant = (values[0] - 2 * run.value + values[1]) / (3 * se[j]) ** 2
         ratio = hessian[j, j] / secant if secant < 0 else np.inf
         if ratio > SAWTOOTH_RATIO:
-            warning = (
-                f"the profile likelihood is a sawtooth in {name} on this grid: its "
-                f"exact Hessian is {ratio:.3g} times its curvature over +-3 standard "
-                f"errors, so the standard error of {name} is about "
-                f"{np.sqrt(ratio):.3g} times too small. Refit with atoms='free' "
-                "(atoms that move with theta); centring covariates helps on a grid."
-            )
-            note = (
-                f"sawtooth in {name}: SE ~{np.sqrt(ratio):.2g}x too small; use "
-                "atoms='free'"
-            )
-            notes.append((warning, note))
-    return notes
+            found.append((name, ratio))
+    return found
 
 
-def _refit_free(problem: ProfileProblem, run, notes, optimizer, max_steps, gtol):
-    """`atoms="auto"` after the grid fit found a sawtooth: the fit again with free
-    atoms, from the grid's estimate; the free fit, with a note and no warning,
-    when it is certified and not below the grid's log-likelihood, else the grid
-    fit and its warnings (and why the refit failed)."""
-    # Each grid note reads "sawtooth in NAME: SE ~Fx too small; use ...".
-    found = [note.split(";")[0].removeprefix("sawtooth in ") for _, note in notes]
-    names = ", ".join(f"{n.split(': ')[0]} ({n.split(': ')[1]})" for n in found)
+def _sawtooth_warning(name: str, ratio: float) -> tuple[str, str]:
+    """`(warning, summary note)` of a sawtooth in `name` on a grid fit."""
+    warning = (
+        f"the profile likelihood is a sawtooth in {name} on this grid: its "
+        f"exact Hessian is {ratio:.3g} times its curvature over +-3 standard "
+        f"errors, so the standard error of {name} is about "
+        f"{np.sqrt(ratio):.3g} times too small. Refit with atoms='free' "
+        "(atoms that move with theta); centring covariates helps on a grid."
+    )
+    note = f"sawtooth in {name}: SE ~{np.sqrt(ratio):.2g}x too small; use atoms='free'"
+    return warning, note
+
+
+def _refit_free(problem: ProfileProblem, run, sawtooth, optimizer, max_steps, gtol):
+    """`atoms="auto"` after the grid fit found a `sawtooth` ((name, ratio) pairs):
+    `(problem, run, notes)` of the fit again with free atoms from the grid's
+    estimate, with a note and no warning, when it is certified and not below the
+    grid's log-likelihood; else the grid fit's, with its warnings and why the
+    refit failed. Notes are `(warning or None, summary note)`."""
+    notes = [_sawtooth_warning(name, ratio) for name, ratio in sawtooth]
     if problem.support.ndim != 1:
         return problem, run, notes
     free = dataclasses.replace(problem, atoms="free")
@@ -392,6 +394,9 @@ def _refit_free(problem: ProfileProblem, run, notes, optimizer, max_steps, gtol)
             "atoms='auto': the free-atom refit failed; grid fit kept",
         )
         return problem, run, [*notes, failed]
+    names = ", ".join(
+        f"{name} (SE ~{np.sqrt(ratio):.2g}x too small)" for name, ratio in sawtooth
+    )
     note = (
         f"atoms='auto': the grid profile was a sawtooth in {names}; refit with "
         "free atoms"
@@ -495,12 +500,13 @@ def fit(
     # Fail early, with a message naming rows, on a bad model or data at the start.
     likelihood(model0, problem.data, problem.support, problem.weights)
     run = optimise(problem, model0, starts, optimizer, max_steps, gtol=gtol)
-    notes = []
+    sawtooth = []
     if not problem.free:
-        notes = _sawtooth(problem, run, parameter_names(run.params))
-    if notes and atoms == "auto":
+        sawtooth = _sawtooth(problem, run, parameter_names(run.params))
+    notes = [_sawtooth_warning(name, ratio) for name, ratio in sawtooth]
+    if sawtooth and atoms == "auto":
         problem, run, notes = _refit_free(
-            problem, run, notes, optimizer, max_steps, gtol
+            problem, run, sawtooth, optimizer, max_steps, gtol
         )
     for warning, _ in notes:
         if warning is not None:

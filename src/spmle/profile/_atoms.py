@@ -163,15 +163,17 @@ def free_atoms_loglik(
     data,
     support: Float[Array, " m"],
     weights: Float[Array, " n"],
-    grid_op,
+    grid_likelihood,
     groups: Groups | None,
     solver,
     init=None,
     max_atoms: int = MAX_ATOMS,
 ) -> tuple[Float[Array, ""], FreeAtomsInfo]:
     """`(L*, info)` over the continuum `[min support, max support]`, one mixing
-    distribution per group. `init` is None, the grid solves' (G, m) starting
-    weights, or a `FreeAtomsStart` (the atoms at nearby parameters as well)."""
+    distribution per group. `grid_likelihood()` builds the grid's likelihood
+    operator, called only where the grid solves run (not from a trusted start).
+    `init` is None, the grid solves' (G, m) starting weights, or a
+    `FreeAtomsStart` (the atoms at nearby parameters as well)."""
     if support.ndim != 1:
         raise ValueError(
             "atoms='free' needs a one-dimensional latent (an (m,) support); use "
@@ -182,7 +184,9 @@ def free_atoms_loglik(
         cold = FreeAtomsStart.cold(num_groups, support.shape[0], max_atoms)
         init = cold if init is None else eqx.tree_at(lambda s: s.grid_probs, cold, init)
     if init.certify:
-        solutions = solve_groups(grid_op, weights, groups, solver, init.grid_probs)
+        solutions = solve_groups(
+            grid_likelihood(), weights, groups, solver, init.grid_probs
+        )
         grid_info, grid_probs = ProfileInfo(solutions), solutions.probs
     else:
         grid_info, grid_probs = None, init.grid_probs

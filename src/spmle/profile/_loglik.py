@@ -7,6 +7,8 @@ weights through the inner solve's KKT-based custom JVP, so `jax.hessian` is the
 true profile Hessian `C - B' H^-1 B`.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -154,10 +156,14 @@ def profile_loglik(
     if atoms not in ("grid", "free"):
         raise ValueError(f"atoms={atoms!r}: use 'grid' or 'free'.")
     data, _, support, groups, weights = prepare_inputs(data, support, groups, weights)
-    op = likelihood(model, data, support, weights, chunk_rows)
     if atoms == "free":
+        # The grid's operator only where a grid solve runs (not from a trusted
+        # start inside the optimiser).
+        grid_likelihood = functools.partial(
+            likelihood, model, data, support, weights, chunk_rows
+        )
         value, info = free_atoms_loglik(
-            model, data, support, weights, op, groups, solver, init
+            model, data, support, weights, grid_likelihood, groups, solver, init
         )
         if throw:
             failed = ~info.converged
@@ -171,6 +177,7 @@ def profile_loglik(
             else:
                 value = info.first_failure().error_if(value, failed)
         return value, info
+    op = likelihood(model, data, support, weights, chunk_rows)
     solutions = solve_groups(op, weights, groups, solver, init)
     probs, loglik = groups_at_optimum(op, weights, solutions.probs, groups)
     totals = group_totals(weights, groups)
