@@ -17,6 +17,7 @@ from ._compile import compiled as compiled
 from ._params import (
     ModelLogLik as ModelLogLik,
     Unflatten as Unflatten,
+    check_parameters as check_parameters,
     flatten as flatten,
     names as names,
     split as split,

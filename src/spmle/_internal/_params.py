@@ -16,6 +16,40 @@ def split(model):
     return eqx.partition(model, eqx.is_inexact_array)
 
 
+def check_parameters(model) -> None:
+    """Raise, naming the field and the fix, where a model's parameter would be
+    silently dropped or break the float64 derivatives: a Python number or an
+    integer array (not a parameter: `split` keeps floating arrays only) or a
+    float32 array (its custom derivative rules need float64)."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(model):
+        field = type(model).__name__ + jax.tree_util.keystr(path)
+        if isinstance(leaf, bool) or isinstance(leaf, jax.core.Tracer):
+            continue
+        if isinstance(leaf, int | float):
+            raise TypeError(
+                f"`{field}` is a Python {type(leaf).__name__} ({leaf!r}); a "
+                f"parameter must be a float64 JAX array: `jnp.array({float(leaf)!r})` "
+                "(after `jax.config.update('jax_enable_x64', True)`). A value "
+                "held fixed is declared `eqx.field(static=True)`."
+            )
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None or not hasattr(leaf, "shape"):
+            continue
+        if np.issubdtype(dtype, np.integer):
+            raise TypeError(
+                f"`{field}` is an integer array ({dtype}); a parameter must be a "
+                "float64 array, e.g. `jnp.asarray(value, dtype=jnp.float64)`. Data "
+                "belong in `data`, fixed values in `eqx.field(static=True)` fields."
+            )
+        if np.issubdtype(dtype, np.floating) and np.finfo(dtype).bits < 64:
+            raise TypeError(
+                f"`{field}` has dtype {dtype}; spmle needs float64 parameters. "
+                "Enable 64-bit mode first (`jax.config.update('jax_enable_x64', "
+                "True)`) and build the model after it, or pass "
+                f"`{jax.tree_util.keystr(path).lstrip('.')}.astype(jnp.float64)`."
+            )
+
+
 def names(params) -> list[str]:
     """One name per scalar parameter: `field` or `field[i]` / `field[i,j]`."""
     out = []

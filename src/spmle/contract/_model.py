@@ -36,6 +36,36 @@ class AbstractModel(eqx.Module):
         conditional on each support point. `data` is a dict of arrays with leading
         axis n; `support` is (m,) or (m, d)."""
 
+    def validate(self, data: dict[str, Array]) -> None:
+        """Check `data` before fitting (host arrays; a no-op by default).
+
+        Ready models check their keys, shapes and values here and name the rows
+        to fix (`spmle.contract.data_key`, `check_rows`); `fit`, `npmle` of a
+        model and `profile_loglik` call it once, outside `jit`.
+        """
+
+    def latent_estimates(
+        self, data: dict[str, Array]
+    ) -> tuple[Float[Array, "n *d"], Float[Array, "n *d"]]:
+        """Each unit's own estimate of its latent value and that estimate's
+        standard error, on the latent scale: what `spmle.Grid.automatic` spans.
+        Override it to let `fit` choose the grid; ready models do."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no automatic grid: pass `support` (e.g. "
+            "`spmle.Grid.evenly_spaced(lower, upper, 101)`), or implement "
+            "`latent_estimates(data)` on the model."
+        )
+
+    @classmethod
+    def data_from_frame(cls, frame, **columns) -> dict[str, Array]:
+        """The model's data dict from a pandas DataFrame (ready models override
+        it; keywords name the columns). `fit(model, frame)` calls it with the
+        default column names."""
+        raise NotImplementedError(
+            f"{cls.__name__} does not read DataFrames: pass a dict of arrays, or a "
+            "frame whose numeric columns are the data keys."
+        )
+
 
 class AbstractParametricModel(eqx.Module):
     """A parametric model (no latent variable): theta as array fields and

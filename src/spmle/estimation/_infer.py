@@ -34,6 +34,7 @@ class Description(NamedTuple):
     df_mixing: int = 0
     num_groups: int = 1
     grid_size: int | None = None
+    grid: str | None = None
     inner_converged: bool = True
     inner_message: str | None = None
     notes: tuple = ()
@@ -47,6 +48,8 @@ def infer(
     method: str,
     description: Description | None = None,
     latent: Any = None,
+    posterior: Any = None,
+    nobs: int | None = None,
 ) -> Results:
     """The requested covariance at the estimate, the warnings a user must see,
     and the `Results` record.
@@ -126,7 +129,7 @@ def infer(
         cov_type=getattr(covariance, "name", type(covariance).__name__),
         cov_kwds=estimate.keywords,
         llf=run.value,
-        nobs=weights.shape[0],
+        nobs=weights.shape[0] if nobs is None else nobs,
         df_mixing=description.df_mixing,
         hessian=run.hessian,
         converged=outer_ok and description.inner_converged,
@@ -135,7 +138,9 @@ def infer(
         mixing=description.mixing,
         num_groups=description.num_groups,
         grid_size=description.grid_size,
+        grid=description.grid,
         delta=delta,
         draws=estimate.draws,
         notes=description.notes,
+        posterior=posterior,
     )

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._internal import as_weights, require_x64, split
+from .._internal import as_weights, check_parameters, require_x64, split
 from ..contract import as_data, nobs
 from ..inference import Results, covariance_estimator
 from ._infer import infer
@@ -30,7 +30,13 @@ class ParametricProblem(AbstractProblem):
     def build(cls, model, data, *, weights=None) -> "ParametricProblem":
         """The problem of `spmle.fit_mle(model, data, weights=weights)`."""
         require_x64()
+        check_parameters(model)
         data = as_data(data)
+        if not jax.tree.leaves(split(model)[0]):
+            raise ValueError(
+                f"{type(model).__name__} has no parameters (no floating array "
+                "fields): there is nothing to estimate."
+            )
         n = nobs(data)
         shape = jax.eval_shape(model.log_lik, data).shape
         if shape != (n,):

@@ -6,19 +6,38 @@ from collections.abc import Sequence
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 from jaxtyping import Array, Float, Int
 
 from .._internal import (
+    ConvergenceWarning,
     GridWarning,
     ModelLogLik,
+    as_weights,
+    check_parameters,
     flatten,
     names as parameter_names,
+    require_x64,
     split,
 )
-from ..contract import AbstractModel, Groups
-from ..inference import MixingDistribution, Results, covariance_estimator
+from ..contract import (
+    AbstractModel,
+    Grid,
+    Groups,
+    compress_rows,
+    nobs as data_rows,
+    read_data,
+)
+from ..inference import (
+    Hessian,
+    MixingDistribution,
+    PosteriorSource,
+    Results,
+    covariance_estimator,
+)
 from ..npmle import AbstractNPMLESolver, MixSQP
 from ..profile import (
     FreeAtomsInfo,
@@ -71,7 +90,7 @@ class ProfileProblem(AbstractProblem):
         cls,
         model: AbstractModel,
         data,
-        support,
+        support=None,
         *,
         groups=None,
         weights: Float[Array, " n"] | None = None,
@@ -84,7 +103,7 @@ class ProfileProblem(AbstractProblem):
         if atoms not in ("grid", "free"):
             raise ValueError(f"atoms={atoms!r}: use 'grid' or 'free'.")
         data, n, support, groups, weights = prepare_inputs(
-            data, support, groups, weights
+            model, data, support, groups, weights
         )
         static = split(model)[1]
         labels = group_labels(groups, n)
@@ -249,7 +268,7 @@ class ProfileProblem(AbstractProblem):
     def describe(self, aux) -> Description:
         """The estimated F and the state of the inner solves at the estimate."""
         if isinstance(aux, FreeAtomsInfo):
-            return _describe_free(aux, int(self.support.shape[0]))
+            return _describe_free(aux, np.asarray(self.support))
         probs = np.asarray(aux.probs)
         support = np.asarray(self.support)
         inner_ok = bool(aux.converged)
@@ -266,6 +285,7 @@ class ProfileProblem(AbstractProblem):
             df_mixing=int(np.sum(probs > 0) - probs.shape[0]),
             num_groups=probs.shape[0],
             grid_size=int(support.shape[0]),
+            grid=_grid_label(support),
             inner_converged=inner_ok,
             inner_message=inner,
         )
@@ -279,7 +299,26 @@ def _side_by_side(atoms, probs):
     return atoms.reshape(-1), own * probs.reshape(1, -1)
 
 
-def _describe_free(aux: FreeAtomsInfo, grid_size: int) -> Description:
+def _grid_label(support: np.ndarray) -> str:
+    """`"75 points on [-6, 6], spacing 0.162"`: what a user needs to judge
+    whether the grid is wide and fine enough."""
+    support = np.asarray(support)
+    if support.ndim == 1:
+        support = support[:, None]
+    axes = []
+    for j in range(support.shape[1]):
+        points = np.unique(support[:, j])
+        gaps = np.diff(points)
+        spacing = (
+            f"spacing {gaps[0]:.3g}"
+            if gaps.size and np.allclose(gaps, gaps[0], rtol=1e-6)
+            else f"spacing {gaps.min():.3g} to {gaps.max():.3g}"
+        )
+        axes.append(f"[{points[0]:.4g}, {points[-1]:.4g}], {spacing}")
+    return f"{support.shape[0]} points on " + " x ".join(axes)
+
+
+def _describe_free(aux: FreeAtomsInfo, support: np.ndarray) -> Description:
     active = np.asarray(aux.atoms.active)
     support, probs = _side_by_side(
         np.asarray(aux.atoms.atoms), np.asarray(aux.atoms.probs)
@@ -294,7 +333,7 @@ def _describe_free(aux: FreeAtomsInfo, grid_size: int) -> Description:
         else f"{active.sum()} free atoms in {num_groups} groups"
     )
     inner = (
-        f"{count} from a {grid_size}-point grid, {state} over the continuum "
+        f"{count} from a {support.shape[0]}-point grid, {state} over the continuum "
         f"(max D - 1 = {float(np.max(aux.atoms.gap)):.1e})"
     )
     return Description(
@@ -304,6 +343,7 @@ def _describe_free(aux: FreeAtomsInfo, grid_size: int) -> Description:
         df_mixing=int(2 * active.sum() - num_groups),
         num_groups=num_groups,
         grid_size=None,
+        grid="start: " + _grid_label(support) + "; atoms move within its range",
         inner_converged=ok,
         inner_message=inner,
     )
@@ -415,7 +455,7 @@ def _edge_points(support: np.ndarray) -> np.ndarray:
 def fit(
     model0: AbstractModel,
     data,
-    support,
+    support=None,
     *,
     groups=None,
     weights: Float[Array, " n"] | None = None,
@@ -429,6 +469,7 @@ def fit(
     key=None,
     gtol: float = GTOL,
     atoms: str = "auto",
+    compress: bool | None = None,
 ) -> Results:
     """Semiparametric maximum likelihood: theta by the profile likelihood, F on a grid
     or on free atoms.
@@ -440,8 +481,12 @@ def fit(
 
     Args:
         model0: the starting model (an `spmle.AbstractModel`).
-        data: dict of arrays with leading axis n, or a pandas DataFrame.
-        support: (m,) or (m, d) support points, or an `spmle.Grid`.
+        data: dict of arrays with leading axis n, or a pandas DataFrame (read
+            by the model's `data_from_frame` with its default column names;
+            otherwise its numeric columns are the data keys).
+        support: (m,) or (m, d) support points, or an `spmle.Grid`; None (the
+            default) takes `spmle.Grid.automatic(model0, data)` for models that
+            give `latent_estimates` (every ready model).
         groups: optional (n,) integer labels `0..G-1`: one F per group.
         weights: optional (n,) nonnegative observation weights.
         solver: the inner NPMLE strategy.
@@ -467,6 +512,13 @@ def fit(
             again with free atoms from the grid's estimate, saying so in
             `summary()`; where the refit fails, the grid fit stands with its
             warnings.
+        compress: collapse identical observations (with their group) into one
+            row weighted by their summed weight: the same estimate, profile
+            Hessian, F and posteriors, faster (counts data shrink most). None
+            (default): where it removes at least 10% of the rows and the
+            covariance is `"hessian"` (a sandwich, cluster or bootstrap
+            covariance needs every row's own score). `True` with another
+            covariance is an error.
 
     Returns:
         `spmle.Results` with `params`, `bse`, `cov_params()`, `conf_int()`,
@@ -488,6 +540,15 @@ def fit(
     )
     if atoms not in ("grid", "free", "auto"):
         raise ValueError(f"atoms={atoms!r}: use 'auto', 'grid' or 'free'.")
+    require_x64()
+    check_parameters(model0)
+    data = read_data(model0, data)
+    nobs = data_rows(data)
+    if support is None:  # from all the rows, so that compression changes nothing
+        support = Grid.automatic(model0, data)
+    data, weights, groups, inverse = _compressed(
+        data, weights, groups, compress, covariance
+    )
     problem = ProfileProblem.build(
         model0,
         data,
@@ -499,6 +560,9 @@ def fit(
     )
     # Fail early, with a message naming rows, on a bad model or data at the start.
     likelihood(model0, problem.data, problem.support, problem.weights)
+    if not jax.tree.leaves(split(model0)[0]):
+        # No theta, no profile to be a sawtooth: free atoms only when asked.
+        return _fit_latent_only(problem, model0, nobs, inverse)
     run = optimise(problem, model0, starts, optimizer, max_steps, gtol=gtol)
     sawtooth = []
     if not problem.free:
@@ -513,20 +577,7 @@ def fit(
             warnings.warn(warning, GridWarning, stacklevel=2)
     description = problem.describe(run.aux)
     description = description._replace(notes=tuple(note for _, note in notes))
-    probs, support = description.mixing.probs, np.asarray(problem.support)
-    if problem.free:  # an atom at an end of the range: the range may be too narrow
-        atoms = description.mixing.support
-        edge = (atoms <= support.min() + 1e-9) | (atoms >= support.max() - 1e-9)
-    else:
-        edge = _edge_points(support)
-    if np.any(probs[:, edge] > 1e-8):
-        warnings.warn(
-            "the estimated mixing distribution puts mass "
-            f"{probs[:, edge].sum(axis=1).max():.3g} on the edge of the grid: the grid "
-            "may be too narrow; widen it and refit.",
-            GridWarning,
-            stacklevel=2,
-        )
+    description = _warn_edge(problem, description)
     unflatten = flatten(run.params)[1]
     return infer(
         problem,
@@ -535,4 +586,107 @@ def fit(
         method="profile maximum likelihood (NPMLE of F)",
         description=description,
         latent=lambda problem, flat: problem.mixing(unflatten(flat)),
+        posterior=_posterior_source(problem, problem.model(run.params), inverse),
+        nobs=nobs,
+    )
+
+
+@eqx.filter_jit
+def _log_cond_lik(model, data, support):
+    return model.log_cond_lik(data, support)
+
+
+def _posterior_source(problem: ProfileProblem, model, inverse) -> PosteriorSource:
+    """The fitted rows' log-likelihoods at any support points, for `Results`'
+    posteriors; `inverse` maps input rows to compressed ones."""
+    return PosteriorSource(
+        lambda support: np.asarray(
+            _log_cond_lik(model, problem.data, jnp.asarray(support))
+        ),
+        problem.labels,
+        inverse,
+    )
+
+
+def _compressed(data, weights, groups, compress, covariance):
+    """`(data, weights, groups, inverse)`: identical rows collapsed (see `fit`'s
+    `compress`), or the inputs as they are with `inverse` None."""
+    exact = isinstance(covariance, Hessian)
+    if compress and not exact:
+        raise ValueError(
+            f"compress=True needs cov_type='hessian': the {covariance.name} "
+            "covariance uses each observation's own score. Use compress=None."
+        )
+    if compress is False or not exact:
+        return data, weights, groups, None
+    n = data_rows(data)
+    labels = None
+    if groups is not None:
+        labels = np.asarray(groups.labels() if isinstance(groups, Groups) else groups)
+    out = compress_rows(data, np.asarray(as_weights(weights, n, "data")), labels)
+    if out is None:
+        return data, weights, groups, None
+    data, weights, labels, inverse = out
+    return data, weights, labels, inverse
+
+
+def _warn_edge(problem: ProfileProblem, description):
+    """A `GridWarning` where F puts mass on the edge of the range: the range may
+    be too narrow (with free atoms, an atom that reached an end of it). Returns
+    the description with the same note for `summary()`."""
+    probs, support = description.mixing.probs, np.asarray(problem.support)
+    if problem.free:
+        atoms = description.mixing.support
+        edge = (atoms <= support.min() + 1e-9) | (atoms >= support.max() - 1e-9)
+    else:
+        edge = _edge_points(support)
+    if not np.any(probs[:, edge] > 1e-8):
+        return description
+    mass = probs[:, edge].sum(axis=1).max()
+    warnings.warn(
+        f"the estimated mixing distribution puts mass {mass:.3g} on the edge of "
+        f"the grid ({description.grid}): the grid may be too narrow; widen it and "
+        "refit.",
+        GridWarning,
+        stacklevel=3,
+    )
+    note = f"mass {mass:.3g} on the edge of the grid: widen it and refit"
+    return description._replace(notes=(*description.notes, note))
+
+
+def _fit_latent_only(problem: ProfileProblem, model0, nobs, inverse) -> Results:
+    """A model with no parameters: the fit is the NPMLE of F (one per group),
+    certified, with the same record as any fit (empty `params`)."""
+    value, aux = problem.loglik(split(model0)[0])
+    description = _warn_edge(problem, problem.describe(aux))
+    if not description.inner_converged:
+        warnings.warn(
+            f"inner NPMLE: {description.inner_message}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    empty = np.zeros((0, 0))
+    return Results(
+        model=model0,
+        params=pd.Series([], dtype=np.float64),
+        cov=empty,
+        cov_type="none",
+        llf=float(value),
+        nobs=nobs,
+        df_mixing=description.df_mixing,
+        hessian=empty,
+        converged=description.inner_converged,
+        optimizer_info={
+            "status": "no parameters",
+            "steps": 0,
+            "grad_norm": 0.0,
+            "inner": description.inner_message,
+        },
+        method="NPMLE of F (the model has no parameters)",
+        mixing=description.mixing,
+        num_groups=description.num_groups,
+        grid_size=description.grid_size,
+        grid=description.grid,
+        notes=description.notes,
+        posterior=_posterior_source(problem, model0, inverse),
     )

@@ -18,4 +18,5 @@ from ._covariance import (
 )
 from ._delta import delta_method as delta_method
 from ._mixing import MixingDistribution as MixingDistribution
+from ._posterior import PosteriorSource as PosteriorSource
 from ._results import Results as Results

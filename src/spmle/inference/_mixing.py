@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from ._posterior import posterior_frame, posterior_log_weights, sample_posterior
+
 
 def _namespace(*arrays):
     """`jax.numpy` when any array is a JAX array (also a tracer), else numpy: the
@@ -97,3 +99,37 @@ class MixingDistribution:
                     frame.insert(1 + j, f"support[{j}]", self.support[:, j])
             rows.append(frame)
         return pd.concat(rows, ignore_index=True)
+
+    def posterior_weights(self, log_lik, labels=None) -> np.ndarray:
+        """(n, m) each unit's posterior weights on the support, from the (n, m)
+        log-likelihoods `log_lik[i, k] = log G(w_i, v_k)` at this support
+        (`labels` (n,) picks each row's group; all group 0 by default).
+
+        Example (a bare NPMLE, from its log-likelihood matrix):
+            >>> import jax, jax.numpy as jnp, spmle
+            >>> jax.config.update("jax_enable_x64", True)
+            >>> x, grid = jnp.array([-2.0, -1.8, 0.1, 2.0]), jnp.linspace(-3, 3, 13)
+            >>> log_lik = jax.scipy.stats.norm.logpdf(x[:, None], grid[None, :])
+            >>> F = spmle.MixingDistribution(grid, spmle.npmle(log_lik).probs)
+            >>> F.posterior_weights(log_lik).sum(axis=1).round(12).tolist()
+            [1.0, 1.0, 1.0, 1.0]
+            >>> list(F.posterior(log_lik, lfsr=True).columns)
+            ['mean', 'sd', 'lower', 'upper', 'lfsr']
+        """
+        return np.exp(posterior_log_weights(log_lik, self.probs, labels))
+
+    def posterior(
+        self, log_lik, labels=None, *, level: float = 0.95, lfsr: bool = False
+    ) -> pd.DataFrame:
+        """One row per unit (in the order of `log_lik`'s rows): posterior `mean`,
+        `sd`, equal-tailed credible bounds `lower` and `upper` at `level` (support
+        points, so the interval covers at least `level`), and with `lfsr` the
+        local false sign rate `min(P(V <= 0 | w_i), P(V >= 0 | w_i))`."""
+        weights = self.posterior_weights(log_lik, labels)
+        return posterior_frame(weights, np.asarray(self.support), level, lfsr)
+
+    def sample_posterior(self, key, log_lik, draws: int, labels=None) -> np.ndarray:
+        """(n, draws) (or (n, draws, d)) draws of each unit's latent value from
+        its posterior, with the PRNG `key`."""
+        log_weights = posterior_log_weights(log_lik, self.probs, labels)
+        return sample_posterior(key, log_weights, draws, np.asarray(self.support))

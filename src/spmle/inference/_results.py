@@ -7,15 +7,35 @@ import numpy as np
 import pandas as pd
 
 from ._mixing import MixingDistribution
+from ._posterior import (
+    PosteriorSource,
+    posterior_frame,
+    posterior_log_weights,
+    sample_posterior,
+)
 
 
 def _normal_two_sided_p(z: np.ndarray) -> np.ndarray:
-    return np.vectorize(lambda t: math.erfc(abs(t) / math.sqrt(2.0)))(z)
+    return np.vectorize(lambda t: math.erfc(abs(t) / math.sqrt(2.0)), otypes=[float])(z)
 
 
 def _normal_quantile(p: float) -> float:
     # The standard library's inverse normal CDF (Wichura's AS241, ~1e-16).
     return NormalDist().inv_cdf(p)
+
+
+def _describe_mixing(mixing: MixingDistribution) -> str:
+    """`"3 atoms, mean 0.412, sd 1.53"` (per group when there are several)."""
+    counts = (mixing.probs > 1e-10).sum(axis=1)
+    if mixing.support.ndim != 1:
+        return ", ".join(f"{c} atoms" for c in counts)
+    parts = [
+        f"{c} atoms, mean {m:.4g}, sd {np.sqrt(max(v, 0.0)):.4g}"
+        for c, m, v in zip(counts, mixing.mean(), mixing.var(), strict=True)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    return "; ".join(f"group {g}: {p}" for g, p in enumerate(parts))
 
 
 class Results:
@@ -37,6 +57,8 @@ class Results:
         optimizer_info: dict with the outer status, steps and gradient norm.
         bootstrap_draws: (B, k) DataFrame of the converged bootstrap refits
             (`cov_type="bootstrap"` only, else None).
+        grid: the support grid's size, range and spacing, as shown by
+            `summary()` (None for parametric fits).
         notes: diagnostics a user must see (e.g. a sawtooth profile on a grid),
             also shown by `summary()`.
     """
@@ -59,9 +81,11 @@ class Results:
         mixing: MixingDistribution | None = None,
         num_groups: int = 1,
         grid_size: int | None = None,
+        grid: str | None = None,
         delta=None,
         draws: np.ndarray | None = None,
         notes=(),
+        posterior: PosteriorSource | None = None,
     ):
         names = list(params.index)
         self.model = model
@@ -79,8 +103,11 @@ class Results:
         self.mixing = mixing
         self.num_groups = num_groups
         self.grid_size = grid_size
+        self.grid = grid
         self._delta = delta
         self.notes = list(notes)
+        self._posterior = posterior
+        self._posterior_cache = None
         self.bootstrap_draws = (
             None if draws is None else pd.DataFrame(draws, columns=names)
         )
@@ -193,8 +220,9 @@ class Results:
             header.append(("Intervals", kind.replace("_", "-")))
         if self.mixing is not None:
             header.append(("Groups", str(self.num_groups)))
-            if self.grid_size is not None:
-                header.append(("Grid size", str(self.grid_size)))
+            if self.grid is not None:
+                header.append(("Grid", self.grid))
+            header.append(("Latent F", _describe_mixing(self.mixing)))
         status = "yes" if self.converged else "NO"
         header.append(
             (
@@ -212,6 +240,8 @@ class Results:
         level = f"{100 * (1 - alpha):g}%"
         table.columns = ["coef", "std err", "z", "P>|z|", f"[{level}", "CI]"]
         body = table.to_string(float_format=lambda x: f"{x:.6g}")
+        if table.empty:
+            body = "no parameters: the fit is the NPMLE of F (see `mixing`)"
         rule = "=" * max(len(body.splitlines()[0]), max(len(line) for line in lines))
         return "\n".join([rule, *lines, rule, body, rule])
 
@@ -252,3 +282,67 @@ class Results:
             },
             index=index,
         )
+
+    def _posterior_parts(self):
+        """`(support, log_weights (n_fit, K))` on the support points with
+        positive weight in some group (the others have posterior weight 0)."""
+        if self._posterior is None or self.mixing is None:
+            raise ValueError(
+                "posteriors need a semiparametric fit (`spmle.fit`); for a bare "
+                "`npmle` use `spmle.MixingDistribution(grid, probs).posterior("
+                "log_lik)`."
+            )
+        if self._posterior_cache is None:
+            keep = np.asarray(self.mixing.probs).max(axis=0) > 0
+            support = np.asarray(self.mixing.support)[keep]
+            log_lik = self._posterior.log_lik(support)
+            log_weights = posterior_log_weights(
+                log_lik, np.asarray(self.mixing.probs)[:, keep], self._posterior.labels
+            )
+            self._posterior_cache = keep, support, log_weights
+        return self._posterior_cache
+
+    def posterior_weights(self) -> np.ndarray:
+        """(n, m) each observation's posterior weights on `mixing.support`, in
+        input order (compressed rows expanded).
+
+        Example:
+            >>> import jax, jax.numpy as jnp, spmle
+            >>> jax.config.update("jax_enable_x64", True)
+            >>> model = spmle.models.NormalMeans()
+            >>> latent = jnp.where(jnp.arange(300) % 3 == 0, 2.0, 0.0)
+            >>> data = model.simulate(jax.random.key(1), latent, se=jnp.ones(300))
+            >>> res = spmle.fit(model, data)
+            >>> res.posterior_weights().shape == (300, res.mixing.support.shape[0])
+            True
+            >>> post = res.posterior(level=0.9)
+            >>> list(post.columns), len(post)
+            (['mean', 'sd', 'lower', 'upper', 'lfsr'], 300)
+            >>> res.sample_posterior(jax.random.key(0), 50).shape
+            (300, 50)
+        """
+        keep, _, log_weights = self._posterior_parts()
+        weights = np.zeros((log_weights.shape[0], keep.size))
+        weights[:, keep] = np.exp(log_weights)
+        return self._posterior.expand(weights)
+
+    def posterior(self, level: float = 0.95) -> pd.DataFrame:
+        """Empirical Bayes summaries, one row per observation in input order:
+        posterior `mean` and `sd` of its latent value, the equal-tailed credible
+        interval `lower`, `upper` at `level` (points of F's support), and `lfsr`,
+        the local false sign rate, where the model's latent has a meaningful sign
+        (`NormalMeans`). For a d-dimensional latent, columns per coordinate."""
+        _, support, log_weights = self._posterior_parts()
+        signed = bool(getattr(type(self.model), "signed_latent", False))
+        frame = posterior_frame(np.exp(log_weights), support, level, signed)
+        if self._posterior.inverse is not None:
+            frame = frame.iloc[self._posterior.inverse].reset_index(drop=True)
+        return frame
+
+    def sample_posterior(self, key, draws: int) -> np.ndarray:
+        """(n, draws) (or (n, draws, d)) draws of each observation's latent
+        value from its posterior, in input order, with the PRNG `key`."""
+        _, support, log_weights = self._posterior_parts()
+        # Expanded first: identical rows are separate units with separate draws.
+        log_weights = self._posterior.expand(log_weights)
+        return sample_posterior(key, log_weights, int(draws), support)

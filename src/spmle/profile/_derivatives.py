@@ -190,7 +190,9 @@ def profile_derivatives(
         >>> out.hessian.shape, out.names[0]
         ((5, 5), 'loadings[0]')
     """
-    data, n, support, groups, weights = prepare_inputs(data, support, groups, weights)
+    data, n, support, groups, weights = prepare_inputs(
+        model, data, support, groups, weights
+    )
     _, info = profile_loglik(
         model,
         data,

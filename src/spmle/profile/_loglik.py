@@ -17,13 +17,14 @@ from jaxtyping import Array, Float
 from .._internal import (
     ModelLogLik,
     as_weights,
+    check_parameters,
     compiled,
     flatten,
     is_concrete,
     require_x64,
     split,
 )
-from ..contract import AbstractModel, as_data, as_support, nobs
+from ..contract import AbstractModel, Grid, as_support, nobs, read_data
 from ..npmle import (
     RESULTS,
     AbstractLikelihoodOperator,
@@ -74,13 +75,23 @@ def likelihood(
     return op
 
 
-def prepare_inputs(data, support, groups, weights):
+def prepare_inputs(model, data, support, groups, weights):
     """The checks and conversions every profile-likelihood entry point makes:
-    `(data, n, support, groups, weights)` with float64 x64 arrays, an
-    `spmle.Groups` (or None) and (n,) weights."""
+    `(data, n, support, groups, weights)` with float64 x64 arrays (a DataFrame
+    read by the model, its data validated by the model), the support (the
+    model's automatic grid when None), an `spmle.Groups` (or None) and (n,)
+    weights."""
     require_x64()
-    data = as_data(data)
+    check_parameters(model)
+    data = read_data(model, data)
     n = nobs(data)
+    if support is None:
+        if not is_concrete(*jax.tree.leaves(data)):
+            raise ValueError(
+                "`support=None` picks a grid from the data, which needs concrete "
+                "data: pass `support` under `jit` or `vmap`."
+            )
+        support = Grid.automatic(model, data)
     return (
         data,
         n,
@@ -93,7 +104,7 @@ def prepare_inputs(data, support, groups, weights):
 def profile_loglik(
     model: AbstractModel,
     data,
-    support,
+    support=None,
     *,
     groups=None,
     weights: Float[Array, " n"] | None = None,
@@ -108,7 +119,8 @@ def profile_loglik(
     Args:
         model: an `spmle.AbstractModel`; its array fields are the parameters.
         data: a dict of arrays with leading axis n (or a pandas DataFrame).
-        support: (m,) or (m, d) support points, or an `spmle.Grid`.
+        support: (m,) or (m, d) support points, or an `spmle.Grid`; None takes
+            `spmle.Grid.automatic(model, data)` (concrete data only).
         groups: optional (n,) integer labels in `0..G-1` (numpy) or an
             `spmle.Groups`; each group gets its own mixing distribution, all solved
             in one `vmap`.
@@ -155,7 +167,9 @@ def profile_loglik(
     """
     if atoms not in ("grid", "free"):
         raise ValueError(f"atoms={atoms!r}: use 'grid' or 'free'.")
-    data, _, support, groups, weights = prepare_inputs(data, support, groups, weights)
+    data, _, support, groups, weights = prepare_inputs(
+        model, data, support, groups, weights
+    )
     if atoms == "free":
         # The grid's operator only where a grid solve runs (not from a trusted
         # start inside the optimiser).
