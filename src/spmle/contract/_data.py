@@ -62,6 +62,14 @@ def read_data(model, data) -> dict:
             data = type(model).data_from_frame(data)
         except NotImplementedError:
             pass
+        except TypeError as error:
+            if "required" not in str(error):
+                raise
+            name = type(model).__name__
+            raise TypeError(
+                f"{name} needs column names to read a DataFrame ({error}): pass "
+                f"`{name}.data_from_frame(frame, ...)` to `fit` instead."
+            ) from None
     data = as_data(data)
     if nobs(data) == 0:
         raise ValueError("`data` has no rows (n = 0): there is nothing to fit.")

@@ -87,10 +87,10 @@ def frame_columns(
         if isinstance(spec, str):
             data[key] = _column(frame, spec, argument)
         else:
-            names = list(spec)
-            data[key] = np.stack(
-                [_column(frame, name, argument) for name in names], axis=1
-            ).reshape(frame.shape[0], len(names))
+            values = [_column(frame, name, argument) for name in spec]
+            data[key] = (
+                np.stack(values, axis=1) if values else np.zeros((frame.shape[0], 0))
+            )
     return data
 
 

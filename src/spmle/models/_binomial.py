@@ -8,7 +8,7 @@ from jax.scipy.special import gammaln
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..contract import AbstractModel, check_counts, check_rows, data_key, frame_columns
-from ._poisson import (
+from ._covariates import (
     check_covariates,
     check_same_rows,
     covariate_effect,
