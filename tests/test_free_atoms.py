@@ -7,6 +7,7 @@ import json
 import pathlib
 import warnings
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,7 +33,7 @@ class Faults(spmle.AbstractModel):
     """`faults_i ~ Poisson(exp(v_i + beta (log length_i - centre)))`."""
 
     beta: jax.Array
-    centre: float = 0.0
+    centre: float = eqx.field(static=True, default=0.0)
 
     def log_cond_lik(self, data, support):
         eta = support[None, :] + self.beta * (data["log_length"] - self.centre)[:, None]

@@ -64,8 +64,9 @@ def test_objective_matches_clarabel(index):
 
 
 def _large_problems():
-    """Grids of m > 2 rank = 80 points, where the default solver decides between
-    the low-rank and the exact curvature: `(L, solver, low_rank_fits)`."""
+    """Grids of m > 2 rank = 80 points, where the solver decides between the
+    low-rank and the exact curvature (and from m > 128 by default solves most
+    QPs on a working set): `(L, solver, low_rank_fits)`."""
     default, double = spmle.MixSQP(), spmle.MixSQP(single_precision_curvature=False)
 
     # One generator per problem, seeded where Clarabel reports OPTIMAL (it fails
@@ -115,6 +116,19 @@ def test_large_grid_matches_clarabel(name):
     status = _check_against_clarabel(L, spmle.npmle(L, solver=solver))
     # These were chosen where Clarabel is accurate: the two-sided check must run.
     assert status == cp.OPTIMAL
+
+
+def test_working_set_steps_reach_the_same_optimum():
+    # 300 points, 8 atoms: after the first full step every QP runs on 64 points.
+    L = normal_means_log_lik(np.random.default_rng(5), 1000, np.linspace(-4, 4, 300))
+    working = spmle.npmle(L)
+    full = spmle.npmle(L, solver=spmle.MixSQP(working_set=0))
+    # Clarabel fails at this size: the certificate, computed in numpy, instead.
+    on_grid, on_support = certificate(L, working.probs)
+    assert on_grid <= 1e-8 and on_support <= 1e-8
+    assert float(working.mean_loglik) == pytest.approx(
+        float(full.mean_loglik), rel=1e-11
+    )
 
 
 def test_weighted_objective_matches_clarabel(rng):

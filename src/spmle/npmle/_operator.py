@@ -49,9 +49,14 @@ class AbstractLikelihoodOperator(eqx.Module):
 
     @abc.abstractmethod
     def weighted_gram(
-        self, d: Float[Array, " n"] | None, *, single_precision: bool = False
+        self,
+        d: Float[Array, " n"] | None,
+        *,
+        single_precision: bool = False,
+        columns: Int[Array, " s"] | None = None,
     ) -> Float[Array, "m m"]:
-        """`A' diag(d) A` for `d >= 0` (`A'A` for `d=None`); optionally in float32."""
+        """`A' diag(d) A` for `d >= 0` (`A'A` for `d=None`); optionally in float32;
+        with `columns`, of those columns of `A` only: (s, s)."""
 
     @abc.abstractmethod
     def take_rows(self, index: Int[Array, " r"]) -> "AbstractLikelihoodOperator":
@@ -137,8 +142,10 @@ class DenseLikelihood(AbstractLikelihoodOperator):
         # `v @ A` keeps the contiguous layout; XLA CPU is ~10x slower on `A.T @ v`.
         return v @ self.matrix
 
-    def weighted_gram(self, d, *, single_precision=False):
-        return weighted_gram(self.matrix, d, single_precision=single_precision)
+    def weighted_gram(self, d, *, single_precision=False, columns=None):
+        return weighted_gram(
+            self.matrix, d, single_precision=single_precision, columns=columns
+        )
 
     def take_rows(self, index):
         return DenseLikelihood(self.matrix[index], self.row_max[index])
@@ -236,15 +243,17 @@ class RowChunkedLikelihood(AbstractLikelihoodOperator):
         chunks = (self.chunks, self._by_chunk(self.row_max), self._padded(v))
         return sum_chunks(one, jnp.zeros(self.num_points, v.dtype), chunks)
 
-    def weighted_gram(self, d, *, single_precision=False):
+    def weighted_gram(self, d, *, single_precision=False, columns=None):
         def one(chunk):
             rows, row_max, d = chunk
             block = self._block(rows, row_max)
-            return weighted_gram(block, d, single_precision=single_precision)
+            return weighted_gram(
+                block, d, single_precision=single_precision, columns=columns
+            )
 
         if d is None:
             d = jnp.ones(self.num_rows, self.row_max.dtype)
-        m = self.num_points
+        m = self.num_points if columns is None else columns.shape[0]
         chunks = (self.chunks, self._by_chunk(self.row_max), self._padded(d))
         return sum_chunks(one, jnp.zeros((m, m), d.dtype), chunks)
 
@@ -333,8 +342,10 @@ def weighted_gram(
     *,
     single_precision: bool = False,
     block_rows: int = GRAM_ROWS,
+    columns: Int[Array, " s"] | None = None,
 ) -> Float[Array, "k k"]:
-    """`matrix' diag(d) matrix` for `d >= 0` (`matrix' matrix` for `d=None`).
+    """`matrix' diag(d) matrix` for `d >= 0` (`matrix' matrix` for `d=None`);
+    with `columns`, of those columns only (gathered a block of rows at a time).
 
     With `single_precision`, the product runs in float32 on `matrix * sqrt(d / max d)`
     (2-3x faster on CPU) and is rescaled in float64: about 1e-7 relative accuracy,
@@ -343,16 +354,21 @@ def weighted_gram(
     """
     contract = (((0,), (0,)), ((), ()))
     if d is None:  # the plain Gram matrix, without an (n, k) weighted copy
+        if columns is not None:
+            matrix = matrix[:, columns]
         return jax.lax.dot_general(matrix, matrix, contract)
     scale = jnp.maximum(jnp.max(d), jnp.finfo(d.dtype).tiny)
 
     def block(rows, d_rows):
+        if columns is not None:
+            rows = rows[:, columns]
         if not single_precision:
             return jax.lax.dot_general(rows * d_rows[:, None], rows, contract)
         root = (rows * jnp.sqrt(d_rows / scale)[:, None]).astype(jnp.float32)
         return jax.lax.dot_general(root, root, contract).astype(d.dtype) * scale
 
     n, k = matrix.shape
+    k = k if columns is None else columns.shape[0]
     full = n // block_rows
     if full <= 1:
         return block(matrix, d)

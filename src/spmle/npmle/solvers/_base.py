@@ -12,13 +12,14 @@ from .._operator import AbstractLikelihoodOperator
 from .._solution import NPMLESolution
 
 
-def starting_point(op, w, init, cold_start):
+def starting_point(op, w, init, cold_start, *, sparse: bool = False):
     """Where a solver starts: near `init` (e.g. the optimum at nearby parameters),
     or `cold_start(uniform)` when `init` is None or not a distribution.
 
     A warm start mixes in 1% of the uniform distribution: weights that `init` sets
     to zero may be needed now, and every observation must keep a positive
-    likelihood.
+    likelihood. With `sparse` (a solver whose steps add the points it needs) it
+    keeps `init`'s zeros wherever every observation keeps a positive likelihood.
     """
     m = op.shape[1]
     uniform = jnp.full(m, 1.0 / m, w.dtype)
@@ -26,11 +27,12 @@ def starting_point(op, w, init, cold_start):
         return cold_start(uniform)
     total = jnp.sum(init)
     usable = jnp.all(jnp.isfinite(init)) & jnp.all(init >= 0) & (total > 0)
-    return jax.lax.cond(
-        usable,
-        lambda: 0.99 * init / total + 0.01 * uniform,
-        lambda: cold_start(uniform),
-    )
+    mixed = 0.99 * init / total + 0.01 * uniform
+    if sparse:
+        start = init / total
+        keep = jnp.all(op.mv(start) > 0)
+        mixed = jnp.where(keep, start, mixed)
+    return jax.lax.cond(usable, lambda: mixed, lambda: cold_start(uniform))
 
 
 class AbstractNPMLESolver(eqx.Module):
