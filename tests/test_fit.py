@@ -213,3 +213,17 @@ def test_example_runs(capsys, fitted):
     assert "CDF of X*" in out and "Var[X*]" in out
     assert res.converged
     assert delta.loc["Var[X*]", "std_error"] > 0
+
+
+def test_history_of_the_outer_steps(fitted):
+    _, _, res = fitted
+    history = res.optimizer_info["history"]
+    objective = np.asarray(history["objective"])
+    # BFGS reports its last accepted point: the log-likelihood never decreases,
+    # and the last one is the fit's (after the Newton polish's evaluation).
+    assert objective.size >= res.optimizer_info["steps"]
+    assert np.all(np.diff(objective) >= -1e-9 * np.abs(objective[1:]))
+    assert objective[-1] == pytest.approx(res.llf, rel=1e-12)
+    assert np.all(np.asarray(history["inner_gap"]) <= 1e-8)
+    # The profile log-likelihood the plots use, F re-solved at the estimate.
+    assert res._profile_fn(res.params.to_numpy()) == pytest.approx(res.llf, rel=1e-10)

@@ -203,3 +203,14 @@ def test_example_runs(capsys):
     out = capsys.readouterr().out
     assert "closed form" in out and "statsmodels" in out
     np.testing.assert_allclose(estimates["spmle"], estimates["closed form"], rtol=1e-10)
+
+
+def test_verbose_prints_each_step(capsys):
+    X, y = example.simulate()
+    start = example.NormalRegression(jnp.zeros(2), jnp.array(0.0))
+    res = spmle.fit_mle(start, {"X": X, "y": y}, verbose=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["step", "log-likelihood"]
+    steps = [line.split() for line in lines[1:]]
+    assert len(steps) == len(res.optimizer_info["history"]["step"])
+    assert float(steps[-1][1]) == pytest.approx(res.llf, rel=1e-8)

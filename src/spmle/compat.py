@@ -50,7 +50,7 @@ def profile_ll(
         The negative mean profile log-likelihood (a scalar, differentiable in the
         model: use `has_aux=True`) and the optimal weights, (m, G).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> from spmle.compat import profile_ll

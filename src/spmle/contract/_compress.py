@@ -46,7 +46,7 @@ def compress_rows(data: dict, weights, labels=None):
         The compressed data, (u,) weights, (u,) labels (or None) and the (n,)
         index of each input row's compressed row.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> data = {"counts": np.array([0.0, 2.0, 0.0, 2.0, 5.0])}
         >>> out = compress_rows(data, np.ones(5))

@@ -72,7 +72,7 @@ def frame_columns(
     Returns:
         dict of numpy float64 arrays; columns not named are ignored.
 
-    Example:
+    Examples:
         >>> import pandas as pd
         >>> df = pd.DataFrame({"id": ["a", "b"], "y": [1, 2], "x": [0.5, 1.5]})
         >>> data = frame_columns(df, {"counts": "y", "covariates": ["x"]})
@@ -118,7 +118,7 @@ def long_panel(
         `(data, mask, units)`: the dict of float64 arrays, the (n, T) boolean mask
         of observed cells and the unit labels (n,).
 
-    Example:
+    Examples:
         >>> import pandas as pd
         >>> df = pd.DataFrame({"firm": ["a", "a", "b"], "year": [1, 2, 2],
         ...                    "y": [1.0, 0.0, 1.0]})

@@ -11,7 +11,7 @@ from .._internal import as_float64
 class Grid(eqx.Module):
     """Fixed support points of the mixing distribution: (m,) or (m, d).
 
-    Example:
+    Examples:
         >>> import jax, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> spmle.Grid.evenly_spaced(-6.0, 6.0, 75).points.shape
@@ -62,7 +62,7 @@ class Grid(eqx.Module):
         axis. With free atoms (`fit`'s default where it matters) the grid is a
         start and its spacing does not limit the answer.
 
-        Example:
+        Examples:
             >>> import jax, jax.numpy as jnp, spmle
             >>> jax.config.update("jax_enable_x64", True)
             >>> model = spmle.models.NormalMeans()

@@ -18,7 +18,7 @@ class Groups(eqx.Module):
         index: (G, size) row indices of each group's observations (padded).
         mask: (G, size) True for real rows, False for padding.
 
-    Example:
+    Examples:
         >>> import spmle
         >>> groups = spmle.Groups.from_labels([0, 1, 1, 0, 1])
         >>> groups.num_groups, groups.index.shape

@@ -14,7 +14,7 @@ class AbstractModel(eqx.Module):
     `log_cond_lik`; fit it with `spmle.fit`. Models without a latent variable
     subclass `spmle.AbstractParametricModel` instead.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, equinox as eqx, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> class NormalMeans(spmle.AbstractModel):
@@ -72,7 +72,7 @@ class AbstractParametricModel(eqx.Module):
     `log_lik(data) -> (n,)`, the log-likelihood of each observation. Fit it with
     `spmle.fit_mle`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> class Exponential(spmle.AbstractParametricModel):

@@ -50,6 +50,8 @@ def infer(
     latent: Any = None,
     posterior: Any = None,
     nobs: int | None = None,
+    history: dict | None = None,
+    profile: Any = None,
 ) -> Results:
     """The requested covariance at the estimate, the warnings a user must see,
     and the `Results` record.
@@ -103,6 +105,8 @@ def infer(
     info = {"status": status, "steps": run.steps, "grad_norm": grad_norm}
     if description.inner_message is not None:
         info["inner"] = description.inner_message
+    if history is not None:
+        info["history"] = history
 
     def delta(fn):
         def psi(flat, weights):
@@ -143,4 +147,5 @@ def infer(
         draws=estimate.draws,
         notes=description.notes,
         posterior=posterior,
+        profile=profile,
     )

@@ -10,6 +10,7 @@ from jaxtyping import Array, Float, Int
 
 from .._internal import compiled
 from ._problem import AbstractProblem
+from ._progress import report
 
 
 # The optimiser stops once every entry of the mean gradient is below this; Newton
@@ -64,7 +65,7 @@ def minimise(
     `gtol=0` leaves only the optimiser's own stopping test. `init` is the inner
     warm start (`problem.warm_start(aux)`; default cold).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, optimistix as optx, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> truth = spmle.models.LinearFactor(jnp.array([1.5, 0.3]), jnp.zeros(3))
@@ -237,6 +238,7 @@ def _steps(problem: AbstractProblem, params0, optimizer, max_steps, init, gtol):
         params, state, aux = optimizer.step(
             objective, params, init, options, state, tags
         )
+        _report(state, aux, steps + 1, total_weight)
         dynamic = eqx.partition(state, eqx.is_array)[0]
         return params, dynamic, problem.warm_start(aux), steps + 1
 
@@ -296,6 +298,30 @@ def _last_accepted(state):
     if f_info is None or not hasattr(f_info, "f") or not hasattr(state, "aux"):
         return None
     return f_info.f, aux
+
+
+def _report(state, aux, step, total_weight):
+    """Send the step's last accepted log-likelihood, its largest mean gradient
+    entry and the inner certificate's gap to the host (`spmle.estimation
+    ._progress`); NaN where the minimiser or the problem does not record one."""
+    accepted = _last_accepted(state)
+    value = jnp.nan if accepted is None else -accepted[0] * total_weight
+    grad = getattr(getattr(state, "f_info", None), "grad", None)
+    grad_norm = (
+        jnp.nan
+        if grad is None
+        else jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree.leaves(grad)]))
+    )
+    jax.debug.callback(report, step, value, grad_norm, _inner_gap(aux))
+
+
+def _inner_gap(aux):
+    """The largest inner certificate gap (`max_k d_k - 1`) in `aux`."""
+    atoms = getattr(aux, "atoms", None)
+    gap = getattr(atoms, "gap", None) if atoms is not None else None
+    if gap is None:
+        gap = getattr(aux, "kkt_violation", None)
+    return jnp.nan if gap is None else jnp.max(gap)
 
 
 def _gradient_small(state, gtol):

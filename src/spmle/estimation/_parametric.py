@@ -13,6 +13,7 @@ from ._infer import infer
 from ._minimise import GTOL
 from ._optimise import optimise
 from ._problem import AbstractProblem
+from ._progress import Progress
 
 
 class ParametricProblem(AbstractProblem):
@@ -66,14 +67,15 @@ def fit_mle(
     bootstrap_draws: int = 199,
     key=None,
     gtol: float = GTOL,
+    verbose: bool = False,
 ) -> Results:
     """Parametric maximum likelihood for a model with `log_lik(data) -> (n,)` (an
     `spmle.AbstractParametricModel`, or any equinox Module with that method).
 
-    Same optimiser, covariance types and results object as `spmle.fit`; the delta
-    method takes `fn(model, None)`.
+    Same optimiser, covariance types, progress (`verbose=True`) and results object
+    as `spmle.fit`; the delta method takes `fn(model, None)`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, equinox as eqx, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> class Normal(eqx.Module):
@@ -91,5 +93,12 @@ def fit_mle(
         cov_type, clusters=clusters, bootstrap_draws=bootstrap_draws, key=key
     )
     problem = ParametricProblem.build(model0, data, weights=weights)
-    run = optimise(problem, model0, starts, optimizer, max_steps, gtol=gtol)
-    return infer(problem, run, covariance, method="maximum likelihood")
+    with Progress(verbose) as progress:
+        run = optimise(problem, model0, starts, optimizer, max_steps, gtol=gtol)
+    return infer(
+        problem,
+        run,
+        covariance,
+        method="maximum likelihood",
+        history=progress.history,
+    )

@@ -48,6 +48,7 @@ from ..profile import (
     groups_at_optimum,
     likelihood,
     loglik_at_atoms,
+    operator_loglik,
     prepare_inputs,
     profile_loglik,
     profile_objective,
@@ -57,6 +58,7 @@ from ._infer import Description, infer
 from ._minimise import GTOL, _minimise
 from ._optimise import optimise
 from ._problem import AbstractProblem
+from ._progress import Progress
 
 
 class ProfileProblem(AbstractProblem):
@@ -470,6 +472,7 @@ def fit(
     gtol: float = GTOL,
     atoms: str = "auto",
     compress: bool | None = None,
+    verbose: bool = False,
 ) -> Results:
     """Semiparametric maximum likelihood: theta by the profile likelihood, F on a grid
     or on free atoms.
@@ -519,12 +522,16 @@ def fit(
             covariance is `"hessian"` (a sandwich, cluster or bootstrap
             covariance needs every row's own score). `True` with another
             covariance is an error.
+        verbose: print each outer step as it happens (step, log-likelihood,
+            largest mean gradient entry, the inner certificate's gap, elapsed
+            time). The history is kept either way, in
+            `optimizer_info["history"]`.
 
     Returns:
         `spmle.Results` with `params`, `bse`, `cov_params()`, `conf_int()`,
         `summary()`, the fitted `model` and the estimated `mixing` distribution.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> truth = spmle.models.LinearFactor(jnp.array([1.5, 0.3]), jnp.zeros(3))
@@ -559,19 +566,21 @@ def fit(
         atoms="grid" if atoms == "auto" else atoms,
     )
     # Fail early, with a message naming rows, on a bad model or data at the start.
-    likelihood(model0, problem.data, problem.support, problem.weights)
+    start = likelihood(model0, problem.data, problem.support, problem.weights)
     if not jax.tree.leaves(split(model0)[0]):
         # No theta, no profile to be a sawtooth: free atoms only when asked.
-        return _fit_latent_only(problem, model0, nobs, inverse)
-    run = optimise(problem, model0, starts, optimizer, max_steps, gtol=gtol)
+        return _fit_latent_only(problem, model0, start, nobs, inverse)
+    with Progress(verbose) as progress:
+        run = optimise(problem, model0, starts, optimizer, max_steps, gtol=gtol)
     sawtooth = []
     if not problem.free:
         sawtooth = _sawtooth(problem, run, parameter_names(run.params))
     notes = [_sawtooth_warning(name, ratio) for name, ratio in sawtooth]
     if sawtooth and atoms == "auto":
-        problem, run, notes = _refit_free(
-            problem, run, sawtooth, optimizer, max_steps, gtol
-        )
+        with Progress(verbose) as progress:
+            problem, run, notes = _refit_free(
+                problem, run, sawtooth, optimizer, max_steps, gtol
+            )
     for warning, _ in notes:
         if warning is not None:
             warnings.warn(warning, GridWarning, stacklevel=2)
@@ -588,6 +597,8 @@ def fit(
         latent=lambda problem, flat: problem.mixing(unflatten(flat)),
         posterior=_posterior_source(problem, problem.model(run.params), inverse),
         nobs=nobs,
+        history=progress.history,
+        profile=lambda flat: float(problem.loglik(unflatten(jnp.asarray(flat)))[0]),
     )
 
 
@@ -654,10 +665,16 @@ def _warn_edge(problem: ProfileProblem, description):
     return description._replace(notes=(*description.notes, note))
 
 
-def _fit_latent_only(problem: ProfileProblem, model0, nobs, inverse) -> Results:
-    """A model with no parameters: the fit is the NPMLE of F (one per group),
-    certified, with the same record as any fit (empty `params`)."""
-    value, aux = problem.loglik(split(model0)[0])
+def _fit_latent_only(problem: ProfileProblem, model0, op, nobs, inverse) -> Results:
+    """A model with no parameters: the fit is the NPMLE of F (one per group) on
+    the likelihood operator `op` already built, certified, with the same record
+    as any fit (empty `params`)."""
+    if problem.free:
+        value, aux = problem.loglik(split(model0)[0])
+    else:
+        value, aux = operator_loglik(
+            op, problem.weights, problem.groups, problem.solver
+        )
     description = _warn_edge(problem, problem.describe(aux))
     if not description.inner_converged:
         warnings.warn(

@@ -127,7 +127,7 @@ _REGISTRY: dict[str, type[AbstractCovariance]] = {}
 def register_covariance(name: str):
     """Class decorator: make an estimator available as `fit(cov_type=name)`.
 
-    Example:
+    Examples:
         >>> import numpy as np, spmle
         >>> @spmle.register_covariance("scaled_hessian")
         ... class ScaledHessian(spmle.AbstractCovariance):

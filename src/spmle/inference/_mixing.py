@@ -26,7 +26,7 @@ class MixingDistribution:
         support: (m,) or (m, d) support points.
         probs: (G, m) weights, one row per group.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> F = MixingDistribution([-1.0, 0.0, 2.0], [[0.2, 0.5, 0.3]])
         >>> F.mean().round(12), F.quantile(0.5), F.cdf(0.0)

@@ -54,7 +54,10 @@ class Results:
             estimator's name.
         cov_kwds: dict of the covariance's keywords (number of clusters, draws,
             failed refits), shown by `summary()`.
-        optimizer_info: dict with the outer status, steps and gradient norm.
+        optimizer_info: dict with the outer status, steps and gradient norm, and
+            `history`: per outer step, the log-likelihood, the largest mean
+            gradient entry and the inner certificate's gap (`fit(verbose=True)`
+            prints them as they happen).
         bootstrap_draws: (B, k) DataFrame of the converged bootstrap refits
             (`cov_type="bootstrap"` only, else None).
         grid: the support grid's size, range and spacing, as shown by
@@ -86,6 +89,7 @@ class Results:
         draws: np.ndarray | None = None,
         notes=(),
         posterior: PosteriorSource | None = None,
+        profile=None,
     ):
         names = list(params.index)
         self.model = model
@@ -107,6 +111,8 @@ class Results:
         self._delta = delta
         self.notes = list(notes)
         self._posterior = posterior
+        # The profile log-likelihood at flat parameters, F re-solved (plots).
+        self._profile_fn = profile
         self._posterior_cache = None
         self.bootstrap_draws = (
             None if draws is None else pd.DataFrame(draws, columns=names)
@@ -306,7 +312,7 @@ class Results:
         """(n, m) each observation's posterior weights on `mixing.support`, in
         input order (compressed rows expanded).
 
-        Example:
+        Examples:
             >>> import jax, jax.numpy as jnp, spmle
             >>> jax.config.update("jax_enable_x64", True)
             >>> model = spmle.models.NormalMeans()
@@ -346,3 +352,38 @@ class Results:
         # Expanded first: identical rows are separate units with separate draws.
         log_weights = self._posterior.expand(log_weights)
         return sample_posterior(key, log_weights, int(draws), support)
+
+    def plot_mixing(self, kind: str = "cdf", truth=None, ax=None):
+        """Draw the estimated F (one panel per group): its CDF (`kind="cdf"`) or
+        its atoms (`"pmf"`); a 2-D latent as a map of the weights. `truth`: an
+        optional `(atoms, probs)` pair or `MixingDistribution` drawn over it.
+        Returns the Axes (an array of them for several groups). Needs
+        matplotlib (`pip install "spmle[plot]"`)."""
+        from ._plots import plot_mixing
+
+        return plot_mixing(self.mixing, kind=kind, truth=truth, ax=ax)
+
+    def plot_profile(self, name: str, *, points: int = 21, span: float = 3.0, ax=None):
+        """Draw the profile log-likelihood along the parameter `name` over
+        `estimate +- span * SE` (the other parameters at their estimates, F
+        re-solved at each of `points` values), the 95% likelihood-ratio cut-off
+        `llf - 1.92` and the Wald interval as a band. Returns the Axes."""
+        from ._plots import plot_profile
+
+        return plot_profile(self, name, points=points, span=span, ax=ax)
+
+    def plot_convergence(self, ax=None):
+        """Draw the objective and the gradient norm (log scale) per optimiser
+        step, from `optimizer_info["history"]` (a fit with `verbose=True`).
+        Returns the two Axes (`ax` and its twin)."""
+        from ._plots import plot_convergence
+
+        return plot_convergence(self, ax=ax)
+
+    def plot_posterior(self, ax=None, *, estimates=None):
+        """The empirical Bayes shrinkage plot: each unit's raw `estimates` (n,)
+        (required; e.g. `data["x"]` for NormalMeans) against its posterior mean,
+        the 45-degree line and the prior's atoms. Returns the Axes."""
+        from ._plots import plot_posterior
+
+        return plot_posterior(self, estimates, ax=ax)

@@ -32,7 +32,7 @@ class BinomialMixture(AbstractModel):
     `0 <= successes <= trials` and `trials >= 1`, and optional
     `"covariates": (n, k)`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> model = spmle.models.BinomialMixture()
@@ -93,7 +93,7 @@ class BinomialMixture(AbstractModel):
     ):
         """`{"successes", "trials", "covariates"?}` from the named columns.
 
-        Example:
+        Examples:
             >>> import pandas as pd, spmle
             >>> df = pd.DataFrame({"hospital": ["a", "b"], "deaths": [3, 0],
             ...                    "cases": [40, 12]})

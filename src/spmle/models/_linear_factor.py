@@ -15,7 +15,7 @@ class LinearFactor(AbstractModel):
     field `first_loading` (default 1, the scale normalisation); `log_sigma` (T,).
     Data: `{"outcomes": (n, T)}`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> model = spmle.models.LinearFactor(jnp.array([1.5, 0.3]), jnp.zeros(3))

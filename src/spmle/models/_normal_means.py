@@ -30,7 +30,7 @@ class NormalMeans(AbstractModel):
     The latent is on the scale of `x`, so its sign is meaningful: posterior
     summaries include the local false sign rate `lfsr`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> model = spmle.models.NormalMeans()
@@ -69,7 +69,7 @@ class NormalMeans(AbstractModel):
     def data_from_frame(cls, frame, *, x: str = "x", se: str = "se"):
         """`{"x", "se"}` from the columns named `x` and `se`.
 
-        Example:
+        Examples:
             >>> import pandas as pd, spmle
             >>> df = pd.DataFrame({"school": ["a", "b"], "x": [0.1, -0.3],
             ...                    "se": [0.2, 0.25]})

@@ -24,7 +24,7 @@ class PanelLogit(AbstractModel):
     panel (`data_from_frame` builds it from a long panel); values in unobserved
     cells are ignored.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> model = spmle.models.PanelLogit(jnp.array([1.0]))
@@ -133,7 +133,7 @@ class PanelLogit(AbstractModel):
         per unit and period: units in order of first appearance, periods sorted,
         the mask `False` where a unit misses a period.
 
-        Example:
+        Examples:
             >>> import pandas as pd, spmle
             >>> df = pd.DataFrame({"id": ["a", "a", "b"], "year": [1, 2, 2],
             ...                    "outcome": [1, 0, 1], "x": [0.5, 1.0, -0.2]})

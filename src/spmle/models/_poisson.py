@@ -38,7 +38,7 @@ class PoissonMixture(AbstractModel):
     Data: `{"counts": (n,) nonnegative integers}`, with optional
     `"covariates": (n, k)` and `"exposure": (n,) positive` (default 1).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> model = spmle.models.PoissonMixture(beta=jnp.array([0.5]))
@@ -104,7 +104,7 @@ class PoissonMixture(AbstractModel):
     ):
         """`{"counts", "covariates"?, "exposure"?}` from the named columns.
 
-        Example:
+        Examples:
             >>> import pandas as pd, spmle
             >>> df = pd.DataFrame({"id": ["a", "b"], "y": [3, 0], "x": [0.1, -1.0],
             ...                    "years": [2.0, 0.5]})

@@ -34,7 +34,7 @@ class RandomSlopes(AbstractModel):
     The latent is two-dimensional: `support` is (m, 2), columns `(a, b)`, e.g.
     `spmle.Grid.product(axis_a, axis_b)` or `spmle.Grid.automatic(model, data)`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> model = spmle.models.RandomSlopes(jnp.array(0.0))
@@ -211,7 +211,7 @@ class RandomSlopes(AbstractModel):
         period, from a panel in long format (one row per unit and period; units
         in order of first appearance, periods sorted; other columns ignored).
 
-        Example:
+        Examples:
             >>> import pandas as pd, spmle
             >>> df = pd.DataFrame({"id": ["a", "a", "b"], "year": [1, 2, 2],
             ...                    "y": [1.0, 0.5, 2.0], "z": [0.0, 1.0, 1.0]})

@@ -24,7 +24,7 @@ class WeibullHazard(AbstractModel):
     Data: `{"durations": (n,) positive, "events": (n,) in {0, 1} (1 = failure
     observed), "covariates": (n, k) optional}`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> model = spmle.models.WeibullHazard(jnp.array(0.3), jnp.array([0.5]))
@@ -118,7 +118,7 @@ class WeibullHazard(AbstractModel):
         """`{"durations", "events"}`, and `"covariates"` when `covariates` names
         columns, from one row per unit.
 
-        Example:
+        Examples:
             >>> import pandas as pd, spmle
             >>> df = pd.DataFrame({"id": ["a", "b"], "duration": [2.5, 1.0],
             ...                    "event": [1, 0], "age": [40.0, 55.0]})

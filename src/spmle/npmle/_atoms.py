@@ -479,7 +479,7 @@ def refine_atoms(
     Returns:
         An `AtomSolution` (K = `max_atoms` slots).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> from spmle.npmle import refine_atoms
         >>> jax.config.update("jax_enable_x64", True)

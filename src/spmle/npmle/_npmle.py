@@ -87,7 +87,7 @@ def npmle(
         An `NPMLESolution` with `probs` (m,), `loglik`, `mean_loglik`, `result`,
         iteration counts and the KKT certificate.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> x = jnp.array([-2.0, -1.9, 0.1, 2.0, 2.2])

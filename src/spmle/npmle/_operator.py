@@ -114,7 +114,7 @@ def _row_max(log_lik):
 class DenseLikelihood(AbstractLikelihoodOperator):
     """`A` held as a dense (n, m) array, with its row shifts.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> log_lik = jnp.log(jnp.array([[0.5, 0.25], [0.1, 0.4]]))
@@ -168,7 +168,7 @@ class RowChunkedLikelihood(AbstractLikelihoodOperator):
     where `log_lik_fn(params, rows) -> (r, m)` gives the log-likelihoods of the
     rows `rows` (a slice of `data`, leading axis r).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> grid = jnp.linspace(-3, 3, 7)

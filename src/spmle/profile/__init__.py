@@ -23,6 +23,7 @@ from ._groups import (
 from ._info import ProfileInfo as ProfileInfo
 from ._loglik import (
     likelihood as likelihood,
+    operator_loglik as operator_loglik,
     prepare_inputs as prepare_inputs,
     profile_loglik as profile_loglik,
 )

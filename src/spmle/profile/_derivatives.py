@@ -173,14 +173,14 @@ def profile_derivatives(
     alive at a time, so memory does not grow with n. This is what `spmle.fit` uses
     at the estimate.
 
-    Args: as for `spmle.profile_loglik` (an uncertified inner solve raises);
-        `chunk_rows` also sets the rows per chunk of the derivative passes.
+    The arguments are as for `spmle.profile_loglik` (an uncertified inner solve
+    raises); `chunk_rows` also sets the rows per chunk of the derivative passes.
 
     Returns:
         A `ProfileDerivatives` with `value`, `gradient` (k,), `hessian` (k, k),
         `names` and the inner solves' `info`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> model = spmle.models.LinearFactor(jnp.array([1.5, 0.3]), jnp.zeros(3))

@@ -19,7 +19,7 @@ def normal_means(
     Returns `(theta, x, log_lik)` with `log_lik[i, k] = log N(x_i; grid_k, noise^2)`,
     the (n, m) input of `spmle.npmle`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> grid = jnp.linspace(-4, 4, 50)

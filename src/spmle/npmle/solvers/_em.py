@@ -20,7 +20,7 @@ class EM(AbstractNPMLESolver):
     EM never sets a weight exactly to zero, so the support in the certificate is
     `p_k > support_threshold`. It converges sublinearly: use it as a baseline.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> _, _, log_lik = spmle.simulate.normal_means(

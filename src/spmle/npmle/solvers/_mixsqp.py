@@ -67,7 +67,7 @@ class MixSQP(AbstractNPMLESolver):
             float32 (2-3x faster). Only the search path changes: the gradient, the
             line search and the certificate stay float64, so the answer does not.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
         >>> _, _, log_lik = spmle.simulate.normal_means(
