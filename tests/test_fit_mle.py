@@ -214,3 +214,18 @@ def test_verbose_prints_each_step(capsys):
     steps = [line.split() for line in lines[1:]]
     assert len(steps) == len(res.optimizer_info["history"]["step"])
     assert float(steps[-1][1]) == pytest.approx(res.llf, rel=1e-8)
+
+
+def test_verbose_bootstrap_shows_its_refits(capsys):
+    X, y = example.simulate()
+    start = example.NormalRegression(jnp.zeros(2), jnp.array(0.0))
+    res = spmle.fit_mle(
+        start,
+        {"X": X, "y": y},
+        cov_type="bootstrap",
+        bootstrap_draws=6,
+        key=jax.random.key(0),
+        verbose=True,
+    )
+    err = capsys.readouterr().err
+    assert "6/6 refits" in err and res.cov_kwds["draws"] == 6

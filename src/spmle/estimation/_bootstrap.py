@@ -8,6 +8,7 @@ from jaxtyping import Array, Bool, Float
 from .._internal import compiled, flatten
 from ._minimise import GTOL, _minimise
 from ._problem import AbstractProblem
+from ._progress import refit_done
 
 
 @compiled
@@ -34,6 +35,8 @@ def bootstrap_refits(
             init,
             jnp.asarray(GTOL),
         )
-        return flatten(out.params)[0], out.result == optx.RESULTS.successful
+        converged = out.result == optx.RESULTS.successful
+        jax.debug.callback(refit_done, converged)
+        return flatten(out.params)[0], converged
 
     return jax.lax.map(one, multipliers, batch_size=batch_size)

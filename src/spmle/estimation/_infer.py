@@ -23,6 +23,7 @@ from ._bootstrap import bootstrap_refits
 from ._minimise import scores as compiled_scores
 from ._optimise import Run
 from ._problem import AbstractProblem
+from ._progress import RefitBar
 
 
 class Description(NamedTuple):
@@ -52,6 +53,7 @@ def infer(
     nobs: int | None = None,
     history: dict | None = None,
     profile: Any = None,
+    verbose: bool = False,
 ) -> Results:
     """The requested covariance at the estimate, the warnings a user must see,
     and the `Results` record.
@@ -72,15 +74,16 @@ def infer(
     def refit(multipliers):
         # Batches of refits are vmapped, except on CPU (see `map_groups`).
         batch = 1 if jax.default_backend() == "cpu" else min(multipliers.shape[0], 8)
-        draws, ok = bootstrap_refits(
-            problem,
-            params,
-            problem.warm_start(run.aux),
-            run.optimizer,
-            jnp.asarray(run.max_steps),
-            multipliers,
-            batch,
-        )
+        with RefitBar(multipliers.shape[0], verbose):
+            draws, ok = bootstrap_refits(
+                problem,
+                params,
+                problem.warm_start(run.aux),
+                run.optimizer,
+                jnp.asarray(run.max_steps),
+                multipliers,
+                batch,
+            )
         return np.asarray(draws), np.asarray(ok)
 
     weights = np.asarray(problem.weights)

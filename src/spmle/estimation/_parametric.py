@@ -101,4 +101,5 @@ def fit_mle(
         covariance,
         method="maximum likelihood",
         history=progress.history,
+        verbose=verbose,
     )

@@ -68,3 +68,55 @@ def report(step, value, grad_norm, gap) -> None:
     if not _ACTIVE or np.ndim(value) != 0:
         return
     _ACTIVE[-1].add(float(value), float(grad_norm), float(gap))
+
+
+_BARS: list["RefitBar"] = []
+
+
+class RefitBar:
+    """A text progress bar of bootstrap refits (with `verbose`), fed from inside
+    the compiled refit loop by `refit_done`.
+
+    Example:
+        >>> import io
+        >>> out = io.StringIO()
+        >>> with RefitBar(4, verbose=True, stream=out) as bar:
+        ...     refit_done(np.array([True, True]))
+        >>> bar.done, out.getvalue().count("2/4")
+        (2, 1)
+    """
+
+    def __init__(self, total: int, verbose: bool = False, stream=None, width=30):
+        self.total, self.verbose, self.width = int(total), verbose, width
+        self.stream = sys.stderr if stream is None else stream
+        self.done = 0
+        self.start = time.perf_counter()
+
+    def __enter__(self) -> "RefitBar":
+        self.start = time.perf_counter()
+        _BARS.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _BARS.remove(self)
+        if self.verbose:
+            print(file=self.stream, flush=True)
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if self.verbose:
+            filled = int(self.width * self.done / max(self.total, 1))
+            elapsed = time.perf_counter() - self.start
+            print(
+                f"\rbootstrap [{'#' * filled}{' ' * (self.width - filled)}] "
+                f"{self.done}/{self.total} refits, {elapsed:.1f} s",
+                end="",
+                file=self.stream,
+                flush=True,
+            )
+
+
+def refit_done(converged) -> None:
+    """Host side of a batch of refits finishing (any batch shape)."""
+    if _BARS:
+        _BARS[-1].add(int(np.size(converged)))

@@ -524,8 +524,8 @@ def fit(
             covariance is an error.
         verbose: print each outer step as it happens (step, log-likelihood,
             largest mean gradient entry, the inner certificate's gap, elapsed
-            time). The history is kept either way, in
-            `optimizer_info["history"]`.
+            time) and a progress bar of bootstrap refits. The history is kept
+            either way, in `optimizer_info["history"]`.
 
     Returns:
         `spmle.Results` with `params`, `bse`, `cov_params()`, `conf_int()`,
@@ -598,6 +598,7 @@ def fit(
         posterior=_posterior_source(problem, problem.model(run.params), inverse),
         nobs=nobs,
         history=progress.history,
+        verbose=verbose,
         profile=lambda flat: float(problem.loglik(unflatten(jnp.asarray(flat)))[0]),
     )
 
