@@ -198,3 +198,21 @@ def test_normal_means_recovers_a_two_point_prior():
     away = np.min(np.abs(points[:, None] - np.array([-1.0, 2.0])), axis=1) > 1.0
     assert np.abs(res.mixing.cdf(points)[0] - true_cdf)[away].max() < 0.05
     assert res.mixing.mean()[0] == pytest.approx(-0.25, abs=4 * 1.6 / np.sqrt(n))
+
+
+def test_a_hundred_thousand_counts_compress_to_a_few_hundred_rows():
+    model = spmle.models.PoissonMixture(beta=jnp.zeros(1))
+    rng = np.random.default_rng(2)
+    n = 100_000
+    covariates = rng.integers(0, 2, size=(n, 1)).astype(float)
+    exposure = rng.choice([1.0, 2.0], size=n)
+    latent = rng.choice([-0.5, 1.0], size=n)
+    data = model.simulate(
+        jax.random.key(0), latent, covariates=covariates, exposure=exposure
+    )
+    host = {key: np.asarray(value) for key, value in data.items()}
+    data_u, weights, _, inverse = spmle.contract.compress_rows(host, np.ones(n))
+    assert data_u["counts"].size < 300 and weights.sum() == n
+    # Every input row is its compressed row, exactly.
+    for key in host:
+        np.testing.assert_array_equal(data_u[key][inverse], host[key])
