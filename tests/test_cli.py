@@ -81,7 +81,15 @@ CASES = {
     ),
     "poisson": (
         _poisson_frame,
-        ["--value", "claims", "--exposure", "years", "--covariates", "age"],
+        [
+            "--value",
+            "claims",
+            "--exposure",
+            "years",
+            "--covariates",
+            "age",
+            "--verbose",
+        ],
         lambda: spmle.models.PoissonMixture(beta=jnp.zeros(1)),
         dict(counts="claims", exposure="years", covariates=["age"]),
         ["age"],
@@ -132,7 +140,8 @@ def test_npmle_matches_the_python_api(family, tmp_path, capsys):
     assert ("lfsr" in posterior.columns) == (family == "normal")
 
     assert (out / "fit.txt").read_text() == res.summary() + "\n"
-    if family == "poisson":
+    if family == "poisson":  # --verbose: the optimiser's steps as they happen
+        assert "log-likelihood  |mean grad|" in report
         np.testing.assert_allclose(
             float(report.split(f"    {covariates[0]}  ")[1].split()[0]),
             res.params.iloc[0],

@@ -247,7 +247,7 @@ def _npmle(args) -> int:
             grid = spmle.Grid.automatic(model, data, num=args.grid)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = spmle.fit(model, data, grid)
+            res = spmle.fit(model, data, grid, verbose=args.verbose)
             posterior = res.posterior(args.level)
         _relay_warnings(caught)
 
@@ -391,6 +391,11 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.95,
         help="level of the posterior credible intervals (0.95)",
+    )
+    npmle.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print the optimiser's steps as they happen (with --covariates)",
     )
 
     matrix = sub.add_parser(
