@@ -230,13 +230,16 @@ class Results:
                 header.append(("Grid", self.grid))
             header.append(("Latent F", _describe_mixing(self.mixing)))
         status = "yes" if self.converged else "NO"
-        header.append(
-            (
-                "Converged",
-                f"{status} ({info['status']}, {info['steps']} steps, "
-                f"|grad| = {info['grad_norm']:.2e})",
+        if self.params.empty:  # nothing but F: its certificate says it all
+            header.append(("Converged", f"{status} (no parameters to optimise)"))
+        else:
+            header.append(
+                (
+                    "Converged",
+                    f"{status} ({info['status']}, {info['steps']} steps, "
+                    f"|grad| = {info['grad_norm']:.2e})",
+                )
             )
-        )
         if "inner" in info:
             header.append(("Inner solves", info["inner"]))
         header += [("Note", note) for note in self.notes]
