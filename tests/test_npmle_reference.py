@@ -126,8 +126,9 @@ def test_working_set_steps_reach_the_same_optimum():
     # Clarabel fails at this size: the certificate, computed in numpy, instead.
     on_grid, on_support = certificate(L, working.probs)
     assert on_grid <= 1e-8 and on_support <= 1e-8
+    # Both certified to tol = 1e-8, which bounds each one's gap to the optimum.
     assert float(working.mean_loglik) == pytest.approx(
-        float(full.mean_loglik), rel=1e-11
+        float(full.mean_loglik), abs=1e-8
     )
 
 
