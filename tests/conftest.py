@@ -1,3 +1,5 @@
+import os
+
 import cvxpy as cp
 import jax
 import numpy as np
@@ -86,3 +88,22 @@ def clarabel_npmle(log_lik, weights=None):
             break
     assert problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
     return np.clip(p.value, 0.0, None), problem.status
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs(request):
+    """Drop JAX's compiled programs after each test module.
+
+    Every executable XLA compiles keeps its code mapped; hundreds of them in one
+    process approach the kernel's limit on memory maps (65,530), and the suite
+    then crashed inside XLA's compiler (a segmentation fault two thirds of the way
+    through). Programs are shared within a module, rarely across modules.
+    """
+    yield
+    if os.environ.get("SPMLE_TEST_MAPS"):
+        with open("/proc/self/maps") as maps:
+            count = sum(1 for _ in maps)
+        with open(os.environ["SPMLE_TEST_MAPS"], "a") as log:
+            log.write(f"{request.module.__name__} {count}\n")
+    if not os.environ.get("SPMLE_TEST_KEEP_PROGRAMS"):
+        jax.clear_caches()
