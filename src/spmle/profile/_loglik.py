@@ -44,23 +44,6 @@ def _dense_likelihood(model, data, support):
     return DenseLikelihood.from_log_lik(model.log_cond_lik(data, support))
 
 
-@compiled
-def _log_cond_lik(model, data, support):
-    return model.log_cond_lik(data, support)
-
-
-def _host_likelihood(model, data, support) -> DenseLikelihood:
-    """The dense operator of concrete inputs, its row shift and exponential taken
-    in numpy: XLA CPU's float64 `exp` is scalar code, 3e8 entries (n = 1e6, m =
-    300) took 7.8 s there and 0.47 s in numpy. Nothing differentiates it."""
-    log_lik = np.asarray(_log_cond_lik(model, data, support))
-    row_max = np.max(log_lik, axis=1)  # numpy's maximum propagates NaN
-    with np.errstate(invalid="ignore"):
-        shifted = log_lik - row_max[:, None]
-        np.exp(shifted, out=shifted)
-    return DenseLikelihood(jnp.asarray(shifted), jnp.asarray(row_max))
-
-
 def likelihood(
     model: AbstractModel,
     data,
@@ -79,9 +62,7 @@ def likelihood(
         raise ValueError(
             f"`{name}` returned shape {shape}; expected (n, m) = ({n}, {m})."
         )
-    if chunk_rows is None and is_concrete(*jax.tree.leaves((model, data, support))):
-        op = _host_likelihood(model, data, support)
-    elif chunk_rows is None:
+    if chunk_rows is None:
         # Compiled, so that an eager call costs one compilation, not one per op.
         op = _dense_likelihood(model, data, support)
     else:
