@@ -31,25 +31,6 @@ def simulate(n: int = 2000, seed: int = 0):
     return truth, start, data
 
 
-def attach_profile(res, data, support) -> None:
-    """Give `res` its profile log-likelihood (`res._profile_fn`, what
-    `Results.plot_profile` evaluates) where the fit did not record it."""
-    if getattr(res, "_profile_fn", None) is not None:
-        return
-    from .inference._plots import profile_function
-
-    # A fit with free atoms (atoms="auto" refits there on a sawtooth) records no
-    # grid size: its profile is the free-atom one.
-    atoms = "free" if res.grid_size is None else "grid"
-    profile = profile_function(res.model, data, support, atoms=atoms)
-
-    def profile_fn(theta) -> float:
-        with jax.enable_x64(True):  # also when called after the demo returned
-            return profile(theta)
-
-    res._profile_fn = profile_fn
-
-
 def _truth_table(res, truth) -> pd.DataFrame:
     from ._internal import flatten, split
 
@@ -143,7 +124,6 @@ def _run(n, grid, seed, out, show) -> dict:
     show(_mixing_report(res))
 
     clock = time.perf_counter()
-    attach_profile(res, data, support)
     figure = Figure(figsize=(11, 4.2), layout="constrained")
     left, right = figure.subplots(1, 2)
     res.plot_mixing(truth=(ATOMS, PROBS), ax=left)
