@@ -181,3 +181,29 @@ def test_weighted_gram_in_blocks(single):
         jnp.asarray(matrix), jnp.asarray(d), single_precision=single, block_rows=7
     )
     np.testing.assert_allclose(out, expected, rtol=1e-6 if single else 1e-13)
+
+
+def test_one_pass_products_equal_separate_ones():
+    # n = 5000: two blocks of the fused pass (2048 rows) and a remainder.
+    rng = np.random.default_rng(1)
+    log_lik = rng.normal(size=(5000, 30))
+    x, w, d = rng.uniform(size=30), rng.uniform(size=5000), rng.uniform(size=5000)
+    columns = np.array([3, 17, 0, 29])
+    A = np.exp(log_lik - log_lik.max(axis=1, keepdims=True))
+    dense = spmle.DenseLikelihood.from_log_lik(jnp.asarray(log_lik))
+    chunked = spmle.RowChunkedLikelihood.from_function(
+        lambda scale, rows: rows * scale,
+        jnp.array(1.0),
+        jnp.asarray(log_lik),
+        chunk_rows=700,
+    )
+    for op in (dense, chunked):
+        ratios, u = op.ratios(jnp.asarray(x), jnp.asarray(w))
+        np.testing.assert_allclose(u, A @ x, rtol=1e-13)
+        np.testing.assert_allclose(ratios, (w / (A @ x)) @ A, rtol=1e-12)
+        rmv, gram = op.rmv_and_gram(
+            jnp.asarray(w), jnp.asarray(d), jnp.asarray(columns)
+        )
+        np.testing.assert_allclose(rmv, w @ A, rtol=1e-12)
+        sub = A[:, columns]
+        np.testing.assert_allclose(gram, sub.T @ (d[:, None] * sub), rtol=1e-12)

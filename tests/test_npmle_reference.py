@@ -118,10 +118,13 @@ def test_large_grid_matches_clarabel(name):
     assert status == cp.OPTIMAL
 
 
-def test_working_set_steps_reach_the_same_optimum():
-    # 300 points, 8 atoms: after the first full step every QP runs on 64 points.
+@pytest.mark.parametrize("presolve_rows", [20_000, 100])
+def test_working_set_steps_reach_the_same_optimum(presolve_rows):
+    # 300 points, 8 atoms: every QP runs on 64 points from the sparse cold start;
+    # with presolve_rows=100 the solve first starts from the NPMLE of every 8th
+    # row (the path of n >= 160,000 rows by default).
     L = normal_means_log_lik(np.random.default_rng(5), 1000, np.linspace(-4, 4, 300))
-    working = spmle.npmle(L)
+    working = spmle.npmle(L, solver=spmle.MixSQP(presolve_rows=presolve_rows))
     full = spmle.npmle(L, solver=spmle.MixSQP(working_set=0))
     # Clarabel fails at this size: the certificate, computed in numpy, instead.
     on_grid, on_support = certificate(L, working.probs)

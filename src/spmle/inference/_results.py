@@ -3,6 +3,7 @@
 import math
 from statistics import NormalDist
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -343,7 +344,7 @@ class Results:
         (`NormalMeans`). For a d-dimensional latent, columns per coordinate."""
         _, support, log_weights = self._posterior_parts()
         signed = bool(getattr(type(self.model), "signed_latent", False))
-        frame = posterior_frame(np.exp(log_weights), support, level, signed)
+        frame = posterior_frame(jnp.exp(log_weights), support, level, signed)
         if self._posterior.inverse is not None:
             frame = frame.iloc[self._posterior.inverse].reset_index(drop=True)
         return frame

@@ -18,8 +18,7 @@ def likelihood_ratios(
     op: AbstractLikelihoodOperator, x: Float[Array, " m"], w: Float[Array, " n"]
 ) -> tuple[Float[Array, " m"], Float[Array, " n"]]:
     """`d = A'(w / A x)` and `u = A x`."""
-    u = op.mv(x)
-    return op.rmv(w / u), u
+    return op.ratios(x, w)
 
 
 def kkt_residuals(

@@ -64,6 +64,27 @@ class AbstractLikelihoodOperator(eqx.Module):
         """The (r, m) operator of the rows `index` (linear in the array leaves, so
         that a derivative of the result is the selection of the derivative)."""
 
+    def ratios(
+        self, x: Float[Array, " m"], w: Float[Array, " n"]
+    ) -> tuple[Float[Array, " m"], Float[Array, " n"]]:
+        """`(A'(w / A x), A x)`: the gradient ratios `d` of the mixture `x` and
+        its row likelihoods `u` (one pass over `A` where the operator can)."""
+        u = self.mv(x)
+        return self.rmv(w / u), u
+
+    def rmv_and_gram(
+        self,
+        v: Float[Array, " n"],
+        d: Float[Array, " n"],
+        columns: Int[Array, " s"],
+        *,
+        single_precision: bool = False,
+    ) -> tuple[Float[Array, " m"], Float[Array, "s s"]]:
+        """`(A' v, A_S' diag(d) A_S)` with `A_S` the `columns` of `A`, in one
+        pass over `A` where the operator can."""
+        gram = self.weighted_gram(d, single_precision=single_precision, columns=columns)
+        return self.rmv(v), gram
+
     def grouped_mv(
         self, probs: Float[Array, "G m"], labels: Int[Array, " n"]
     ) -> Float[Array, " n"]:
@@ -172,6 +193,22 @@ class DenseLikelihood(AbstractLikelihoodOperator):
         return weighted_gram(
             self.matrix, d, single_precision=single_precision, columns=columns
         )
+
+    def ratios(self, x, w):
+        def block(rows, w_rows):
+            u = rows @ x
+            return (w_rows / u) @ rows, u
+
+        return pass_rows(block, (self.matrix, w))
+
+    def rmv_and_gram(self, v, d, columns, *, single_precision=False):
+        scale = _gram_scale(d)
+
+        def block(rows, v_rows, d_rows):
+            gram = _gram_block(rows[:, columns], d_rows, scale, single_precision)
+            return v_rows @ rows, gram
+
+        return pass_rows(block, (self.matrix, v, d), summed=2)
 
     def take_rows(self, index):
         return DenseLikelihood(self.matrix[index], self.row_max[index])
@@ -283,6 +320,38 @@ class RowChunkedLikelihood(AbstractLikelihoodOperator):
         chunks = (self.chunks, self._by_chunk(self.row_max), self._padded(d))
         return sum_chunks(one, jnp.zeros((m, m), d.dtype), chunks)
 
+    def ratios(self, x, w):
+        # One evaluation of each block for both products (`mv` then `rmv` would
+        # evaluate the model twice).
+        def one(total, chunk):
+            rows, row_max, w = chunk
+            block = self._block(rows, row_max)
+            u = block @ x
+            return total + (w / u) @ block, u
+
+        chunks = (self.chunks, self._by_chunk(self.row_max), self._padded(w))
+        d, u = jax.lax.scan(one, jnp.zeros(self.num_points, w.dtype), chunks)
+        return d, u.reshape(-1)[: self.num_rows]
+
+    def rmv_and_gram(self, v, d, columns, *, single_precision=False):
+        scale = _gram_scale(d)
+
+        def one(chunk):
+            rows, row_max, v, d = chunk
+            block = self._block(rows, row_max)
+            gram = _gram_block(block[:, columns], d, scale, single_precision)
+            return v @ block, gram
+
+        s = columns.shape[0]
+        chunks = (
+            self.chunks,
+            self._by_chunk(self.row_max),
+            self._padded(v),
+            self._padded(d),
+        )
+        init = (jnp.zeros(self.num_points, v.dtype), jnp.zeros((s, s), d.dtype))
+        return sum_chunks(one, init, chunks)
+
     def take_rows(self, index):
         size = jax.tree.leaves(self.chunks)[0].shape[1]
         rows = jax.tree.map(
@@ -378,20 +447,16 @@ def weighted_gram(
     enough for a curvature that only steers the search. The weighted copy is made
     in blocks of `block_rows` rows, so memory stays O(k^2) beyond the matrix.
     """
-    contract = (((0,), (0,)), ((), ()))
     if d is None:  # the plain Gram matrix, without an (n, k) weighted copy
         if columns is not None:
             matrix = matrix[:, columns]
-        return jax.lax.dot_general(matrix, matrix, contract)
-    scale = jnp.maximum(jnp.max(d), jnp.finfo(d.dtype).tiny)
+        return jax.lax.dot_general(matrix, matrix, _ROWS)
+    scale = _gram_scale(d)
 
     def block(rows, d_rows):
         if columns is not None:
             rows = rows[:, columns]
-        if not single_precision:
-            return jax.lax.dot_general(rows * d_rows[:, None], rows, contract)
-        root = (rows * jnp.sqrt(d_rows / scale)[:, None]).astype(jnp.float32)
-        return jax.lax.dot_general(root, root, contract).astype(d.dtype) * scale
+        return _gram_block(rows, d_rows, scale, single_precision)
 
     n, k = matrix.shape
     k = k if columns is None else columns.shape[0]
@@ -408,3 +473,60 @@ def weighted_gram(
     if n % block_rows:
         total = total + block(matrix[full * block_rows :], d[full * block_rows :])
     return total
+
+
+_ROWS = (((0,), (0,)), ((), ()))  # dot_general: contract the row axes
+
+
+def _gram_scale(d):
+    return jnp.maximum(jnp.max(d), jnp.finfo(d.dtype).tiny)
+
+
+def _gram_block(rows, d_rows, scale, single_precision):
+    """`rows' diag(d_rows) rows`; in float32 on `rows * sqrt(d / scale)`."""
+    if not single_precision:
+        return jax.lax.dot_general(rows * d_rows[:, None], rows, _ROWS)
+    root = (rows * jnp.sqrt(d_rows / scale)[:, None]).astype(jnp.float32)
+    return jax.lax.dot_general(root, root, _ROWS).astype(d_rows.dtype) * scale
+
+
+# Rows per block of a fused pass: about 5 MB of float64 at m = 300, so that the
+# block is still in cache for its second product. At (1e6, 300), `A'(w / A x)`
+# took 0.30 s as two products and 0.15 s in blocks of 2048 rows (0.17 s in 512,
+# 0.20 s in 8192); `A'v` with a 64-column Gram product 0.47 s and 0.31 s.
+PASS_ROWS = 2048
+
+
+def pass_rows(block, arrays, *, summed: int = 1, block_rows: int = PASS_ROWS):
+    """One pass over the rows of `arrays` (each with leading axis n) in blocks of
+    `block_rows`: `block(*rows)` returns `summed` arrays that are added over the
+    blocks, then optionally one (rows,) array that is concatenated. Returns the
+    sums (and the concatenation) in order."""
+    n = arrays[0].shape[0]
+    if n <= block_rows:
+        return block(*arrays)
+    full = n // block_rows
+    shapes = jax.eval_shape(block, *(a[:block_rows] for a in arrays))
+    init = [jnp.zeros(x.shape, x.dtype) for x in shapes[:summed]]
+    rowwise = [jnp.zeros((full * block_rows,), x.dtype) for x in shapes[summed:]]
+
+    def add(j, carry):
+        totals, rows_out = carry
+        start = j * block_rows
+        out = block(
+            *(jax.lax.dynamic_slice_in_dim(a, start, block_rows) for a in arrays)
+        )
+        totals = [t + o for t, o in zip(totals, out[:summed], strict=True)]
+        rows_out = [
+            jax.lax.dynamic_update_slice_in_dim(r, o, start, 0)
+            for r, o in zip(rows_out, out[summed:], strict=True)
+        ]
+        return totals, rows_out
+
+    totals, rows_out = jax.lax.fori_loop(0, full, add, (init, rowwise))
+    if n % block_rows:
+        out = block(*(a[full * block_rows :] for a in arrays))
+        totals = [t + o for t, o in zip(totals, out[:summed], strict=True)]
+        pairs = zip(rows_out, out[summed:], strict=True)
+        rows_out = [jnp.concatenate([r, o]) for r, o in pairs]
+    return (*totals, *rows_out)
