@@ -267,6 +267,18 @@ class ProfileProblem(AbstractProblem):
         mixture = op.grouped_mv(probs, self.labels)
         return self.weights * (op.row_max + jnp.log(mixture))
 
+    def at_edge(self, aux) -> bool:
+        """True where the F of `aux` puts mass on the edge of the support's range
+        (free atoms: an atom at an end of it). A profile likelihood there is cut
+        by the range, not by the data: `Results.conf_int(kind="profile")` warns."""
+        support = np.asarray(self.support)
+        if isinstance(aux, FreeAtomsInfo):
+            atoms = np.asarray(aux.atoms.atoms)
+            mass = np.asarray(aux.atoms.active) & (np.asarray(aux.atoms.probs) > 1e-8)
+            edge = (atoms <= support.min() + 1e-9) | (atoms >= support.max() - 1e-9)
+            return bool(np.any(mass & edge))
+        return bool(np.any(np.asarray(aux.probs)[:, _edge_points(support)] > 1e-8))
+
     def describe(self, aux) -> Description:
         """The estimated F and the state of the inner solves at the estimate."""
         if isinstance(aux, FreeAtomsInfo):
@@ -655,14 +667,20 @@ def _warn_edge(problem: ProfileProblem, description):
     if not np.any(probs[:, edge] > 1e-8):
         return description
     mass = probs[:, edge].sum(axis=1).max()
+    # A model whose range is itself an assumption says what to do instead.
+    advice = getattr(type(problem.static), "edge_advice", None)
     warnings.warn(
         f"the estimated mixing distribution puts mass {mass:.3g} on the edge of "
-        f"the grid ({description.grid}): the grid may be too narrow; widen it and "
-        "refit.",
+        f"the grid ({description.grid}): "
+        f"{advice or 'the grid may be too narrow; widen it and refit'}.",
         GridWarning,
         stacklevel=3,
     )
-    note = f"mass {mass:.3g} on the edge of the grid: widen it and refit"
+    note = f"mass {mass:.3g} on the edge of the grid: " + (
+        "the range is an assumption of this model (see its docstring)"
+        if advice
+        else "widen it and refit"
+    )
     return description._replace(notes=(*description.notes, note))
 
 

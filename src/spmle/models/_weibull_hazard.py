@@ -1,6 +1,8 @@
 """The mixed proportional hazard with a Weibull baseline: `h(t | x, v) = alpha
 t^(alpha - 1) exp(x'beta + v)`."""
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,6 +26,15 @@ class WeibullHazard(AbstractModel):
     Data: `{"durations": (n,) positive, "events": (n,) in {0, 1} (1 = failure
     observed), "covariates": (n, k) optional}`.
 
+    The range of F's support is an assumption of this model, not a tuning
+    choice: with one spell per unit the profile likelihood keeps rising as the
+    support widens (small atoms at extreme frailties, a growing shape), so the
+    estimates depend on the range (docs/models.md, "Frailty models: the support
+    is an assumption"). Heckman and Singer's (1984) consistency proof takes a
+    compact support, and Hahn (1994) showed the single-spell model has no
+    root-n information without restrictions on F. Choose the range from what
+    the frailty can be, report it, and check how the estimates move with it.
+
     Examples:
         >>> import jax, jax.numpy as jnp, spmle
         >>> jax.config.update("jax_enable_x64", True)
@@ -38,6 +49,12 @@ class WeibullHazard(AbstractModel):
 
     log_shape: Float[Array, ""]
     beta: Float[Array, " k"] | None = None
+
+    edge_advice: ClassVar[str] = (
+        "for WeibullHazard the range is an assumption: the profile likelihood "
+        "rises as it widens (docs/models.md); choose it from what the frailty "
+        "can be and check the estimates against it"
+    )
 
     def _index(self, data) -> Float[Array, " n"]:
         t = data["durations"]
