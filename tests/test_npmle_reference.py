@@ -133,6 +133,13 @@ def test_working_set_steps_reach_the_same_optimum(presolve_rows):
     assert float(working.mean_loglik) == pytest.approx(
         float(full.mean_loglik), abs=1e-8
     )
+    # A warm start on 40 points: its first steps use all 64 slots of the working
+    # set, the later ones (8 atoms) the first 32.
+    init = np.zeros(300)
+    init[np.linspace(0, 299, 40).round().astype(int)] = 1.0
+    warm = spmle.npmle(L, init=init, solver=spmle.MixSQP(presolve_rows=presolve_rows))
+    assert certificate(L, warm.probs)[0] <= 1e-8
+    assert float(warm.mean_loglik) == pytest.approx(float(full.mean_loglik), abs=1e-8)
 
 
 def test_weighted_objective_matches_clarabel(rng):

@@ -34,6 +34,7 @@ class _State(eqx.Module):
     # pass over the matrix as `d` (empty without a working set).
     points: Int[Array, " s"]
     gram: Float[Array, "s s"]
+    live: Int[Array, ""]  # the working set's first `live` slots are used
     steps: Int[Array, ""]
     qp_steps: Int[Array, ""]
     exact: Bool[Array, ""]
@@ -244,6 +245,26 @@ class MixSQP(AbstractNPMLESolver):
         def use_working(x):
             return jnp.sum(x > 0) <= (3 * self.working_set) // 4
 
+        half = size // 2
+
+        def live_slots(x):
+            # With few positive weights only the first half of the working set
+            # is used: its curvature costs a quarter of the flops and half the
+            # column reads (at n = 1e6, 0.1 s of a 0.45 s step).
+            return jnp.where(jnp.sum(x > 0) <= (3 * half) // 4, half, size)
+
+        def curvature_on(live, points, pass_fn):
+            """`(d, gram) = pass_fn(columns)` on the live slots, the Gram matrix
+            in a (size, size) one whose dead slots have a positive diagonal
+            (`working_qp` keeps them at zero)."""
+
+            def small():
+                d, gram = pass_fn(points[:half])
+                filler = jnp.full(size, jnp.max(jnp.diag(gram)))
+                return d, jnp.diag(filler).at[:half, :half].set(gram)
+
+            return jax.lax.cond(live == half, small, lambda: pass_fn(points))
+
         def cond(s: _State):
             on_grid, on_support = kkt_residuals(s.d, s.x, self.support_threshold)
             certified = (on_grid <= self.tol) & (on_support <= self.tol)
@@ -287,10 +308,13 @@ class MixSQP(AbstractNPMLESolver):
             points = s.points
             hessian = regularised(s.gram, s.exact)
             x = s.x[points]
+            # Dead slots (zero weight, see `live_slots`) get a positive linear
+            # term on their own diagonal: the QP keeps them at zero.
+            dead = jnp.arange(size) >= s.live
             y, qp_steps = solve_nonnegative_qp(
                 hessian,
-                1.0 - s.d[points] - hessian @ x,
-                s.y[points],
+                jnp.where(dead, 1.0, 1.0 - s.d[points] - hessian @ x),
+                jnp.where(dead, 0.0, s.y[points]),
                 tol=self.qp_tol,
                 max_steps=self.max_qp_steps,
             )
@@ -325,16 +349,21 @@ class MixSQP(AbstractNPMLESolver):
                 # The next working set from this step's d (the new d is what
                 # this pass computes): its positive weights are exact, its
                 # candidates a step old, and the certificate reads the new d.
-                points = next_points(x, s.d)
+                points, live = next_points(x, s.d), live_slots(x)
+
                 d, gram = jax.lax.cond(
                     use_working(x),
-                    lambda: op.rmv_and_gram(
-                        w / u, w / u**2, points, single_precision=single
+                    lambda: curvature_on(
+                        live,
+                        points,
+                        lambda columns: op.rmv_and_gram(
+                            w / u, w / u**2, columns, single_precision=single
+                        ),
                     ),
                     lambda: (op.rmv(w / u), jnp.zeros((size, size), u.dtype)),
                 )
             else:
-                points, gram, d = s.points, s.gram, op.rmv(w / u)
+                points, gram, d, live = s.points, s.gram, op.rmv(w / u), s.live
             rejected_exact = ~accepted & s.exact
             return _State(
                 x=x,
@@ -343,6 +372,7 @@ class MixSQP(AbstractNPMLESolver):
                 y=jnp.where(accepted, y, jnp.zeros_like(y)),
                 points=points,
                 gram=gram,
+                live=live,
                 steps=s.steps + 1,
                 qp_steps=s.qp_steps + qp_steps,
                 exact=s.exact | ~accepted,
@@ -350,14 +380,21 @@ class MixSQP(AbstractNPMLESolver):
                 stagnated=rejected_exact & s.rejected,
             )
 
-        points = next_points(init, d0)
+        points, live = next_points(init, d0), live_slots(init)
         if working:
-            gram = jax.lax.cond(
+            _, gram = jax.lax.cond(
                 use_working(init),
-                lambda: op.weighted_gram(
-                    w / u0**2, single_precision=single, columns=points
+                lambda: curvature_on(
+                    live,
+                    points,
+                    lambda columns: (
+                        d0,
+                        op.weighted_gram(
+                            w / u0**2, single_precision=single, columns=columns
+                        ),
+                    ),
                 ),
-                lambda: jnp.zeros((size, size), u0.dtype),
+                lambda: (d0, jnp.zeros((size, size), u0.dtype)),
             )
         else:
             gram = jnp.zeros((0, 0), u0.dtype)
@@ -368,6 +405,7 @@ class MixSQP(AbstractNPMLESolver):
             y=jnp.zeros(m),
             points=points,
             gram=gram,
+            live=live,
             steps=jnp.array(0),
             qp_steps=jnp.array(0),
             exact=jnp.array(True) if factor is None else ~factor[2],
