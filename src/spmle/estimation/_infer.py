@@ -22,6 +22,7 @@ from ..inference import (
 from ._bootstrap import bootstrap_refits
 from ._minimise import scores as compiled_scores
 from ._optimise import Run
+from ._pinned import PinnedProfile
 from ._problem import AbstractProblem
 from ._progress import RefitBar
 
@@ -151,4 +152,5 @@ def infer(
         notes=description.notes,
         posterior=posterior,
         profile=profile,
+        pinned=PinnedProfile(problem, params, run.aux, run.optimizer, run.max_steps),
     )
