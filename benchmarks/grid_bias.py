@@ -23,7 +23,12 @@ replications at n >= 1e6.
 `faults ~ Poisson(exp(v + beta log length))`, the covariate not centred) with
 the truth at the free-atom estimate (beta 0.7991, v on {-3.128, -2.362} with
 weights (0.797, 0.203)); grid `arange(-5, -0.95, 0.1)`. Coverage of the Wald
-interval from the exact Hessian, grid against free atoms.
+interval from the exact Hessian, grid against free atoms. Then the same data
+through `spmle.fit` on a range wide enough for the profile (`arange(-12, 4.05,
+0.1)`: F's atoms move by -6.3 per unit of beta, and the narrow range cuts the
+profile inside the interval), grid and free atoms: coverage of the Wald and of
+the likelihood-ratio interval (`conf_int(kind="profile")`), their median
+widths, and how often the profile reached the range's edge.
 """
 
 import argparse
@@ -160,6 +165,7 @@ def fabric(args):
     ses = {atoms: [] for atoms in fits}
     estimates = {atoms: [] for atoms in fits}
     times = {atoms: 0.0 for atoms in fits}
+    profiled = []
     for _ in range(args.reps):
         v = rng.choice(FABRIC_ATOMS, size=log_length.size, p=FABRIC_WEIGHTS)
         faults = rng.poisson(np.exp(v + FABRIC_BETA * np.asarray(log_length)))
@@ -173,6 +179,7 @@ def fabric(args):
             ses[atoms].append(se[0])
             estimates[atoms].append(est[0])
             ok[atoms].append(bool(converged))
+        profiled.append(_profile_coverage(Faults, data))
     for atoms in fits:
         c, good = np.array(covered[atoms]), np.array(ok[atoms])
         rate = c[good].mean()
@@ -184,6 +191,61 @@ def fabric(args):
             f"{np.std(np.array(estimates[atoms])[good], ddof=1):.4f}); "
             f"{times[atoms] / args.reps:.2f} s a fit (first includes compilation)"
         )
+    _print_profile_coverage(profiled, args.reps)
+
+
+# The profile's range: the free atoms at beta's 95% ends lie inside [-9, 1].
+FABRIC_WIDE = np.arange(-12.0, 4.05, 0.1)
+
+
+def _profile_coverage(model, data):
+    """Per support (`grid`, `free`): `(converged, Wald covers, profile covers,
+    Wald width, profile width, profile at the range's edge, seconds)` of
+    `spmle.fit` on the wide range (rows not compressed: one shape, one compile)."""
+    import warnings
+
+    import spmle
+
+    out = {}
+    for atoms in ("grid", "free"):
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            res = spmle.fit(
+                model(jnp.array(0.5)), data, FABRIC_WIDE, atoms=atoms, compress=False
+            )
+            wald = res.conf_int().loc["beta"].to_numpy()
+            profile = res.conf_int(kind="profile").loc["beta"].to_numpy()
+        edge = any("the range, not the data" in str(w.message) for w in record)
+        out[atoms] = (
+            res.converged,
+            wald[0] <= FABRIC_BETA <= wald[1],
+            profile[0] <= FABRIC_BETA <= profile[1],
+            wald[1] - wald[0],
+            profile[1] - profile[0],
+            edge,
+            time.perf_counter() - start,
+        )
+    return out
+
+
+def _print_profile_coverage(profiled, reps):
+    for atoms in ("grid", "free"):
+        rows = np.array([p[atoms] for p in profiled], dtype=float)
+        good = rows[:, 0] > 0
+        line = [f"fabric {atoms:>4} on arange(-12, 4.05, 0.1), {good.sum()} of {reps}"]
+        for name, column, width in (("Wald", 1, 3), ("profile", 2, 4)):
+            rate = rows[good, column].mean()
+            mc_se = np.sqrt(rate * (1 - rate) / good.sum())
+            line.append(
+                f"{name} {rate:.3f} (MC SE {mc_se:.3f}, median width "
+                f"{np.median(rows[good, width]):.4f})"
+            )
+        line.append(
+            f"profile at the edge {int(rows[:, 5].sum())}; "
+            f"{rows[1:, 6].mean():.2f} s a fit + intervals (warm)"
+        )
+        print("; ".join(line), flush=True)
 
 
 def main():
