@@ -7,32 +7,43 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from .._certificate import certify
+from .._certificate import certify, likelihood_ratios
 from .._operator import AbstractLikelihoodOperator
 from .._solution import NPMLESolution
 
 
 def starting_point(op, w, init, cold_start, *, sparse: bool = False):
-    """Where a solver starts: near `init` (e.g. the optimum at nearby parameters),
-    or `cold_start(uniform)` when `init` is None or not a distribution.
+    """Where a solver starts, with its `likelihood_ratios`: `(x, d, u)`. Near
+    `init` (e.g. the optimum at nearby parameters), or `cold_start(uniform)`
+    when `init` is None or not a distribution.
 
     A warm start mixes in 1% of the uniform distribution: weights that `init` sets
     to zero may be needed now, and every observation must keep a positive
     likelihood. With `sparse` (a solver whose steps add the points it needs) it
-    keeps `init`'s zeros wherever every observation keeps a positive likelihood.
+    keeps `init`'s zeros wherever every observation keeps a positive likelihood
+    (checked on the same pass over the matrix that computes its ratios).
     """
     m = op.shape[1]
     uniform = jnp.full(m, 1.0 / m, w.dtype)
+
+    def with_ratios(x):
+        return (x, *likelihood_ratios(op, x, w))
+
     if init is None:
-        return cold_start(uniform)
+        return with_ratios(cold_start(uniform))
     total = jnp.sum(init)
     usable = jnp.all(jnp.isfinite(init)) & jnp.all(init >= 0) & (total > 0)
     mixed = 0.99 * init / total + 0.01 * uniform
-    if sparse:
-        start = init / total
-        keep = jnp.all(op.mv(start) > 0)
-        mixed = jnp.where(keep, start, mixed)
-    return jax.lax.cond(usable, lambda: mixed, lambda: cold_start(uniform))
+
+    def fallback():
+        return with_ratios(
+            jax.lax.cond(usable, lambda: mixed, lambda: cold_start(uniform))
+        )
+
+    if not sparse:
+        return fallback()
+    x, d, u = with_ratios(init / total)
+    return jax.lax.cond(usable & jnp.all(u > 0), lambda: (x, d, u), fallback)
 
 
 class AbstractNPMLESolver(eqx.Module):

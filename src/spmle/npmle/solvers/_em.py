@@ -51,7 +51,6 @@ class EM(AbstractNPMLESolver):
             d, _ = likelihood_ratios(op, x, w)
             return x, d, steps + 1
 
-        init = starting_point(op, w, init, lambda uniform: uniform)
-        d0, _ = likelihood_ratios(op, init, w)
+        init, d0, _ = starting_point(op, w, init, lambda uniform: uniform)
         x, _, steps = jax.lax.while_loop(cond, body, (init, d0, jnp.array(0)))
         return self.finish(op, weights, x, steps, jnp.array(0), jnp.array(False))

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from .._certificate import kkt_residuals, likelihood_ratios
+from .._certificate import kkt_residuals
 from .._operator import AbstractLikelihoodOperator, weighted_gram
 from ._active_set import solve_nonnegative_qp
 from ._base import AbstractNPMLESolver, starting_point
@@ -233,8 +233,7 @@ class MixSQP(AbstractNPMLESolver):
             return em(jax.lax.cond(explains, lambda: sparse, lambda: uniform))
 
         # A warm start's zeros keep its steps on the working set.
-        init = starting_point(op, w, init, cold_start, sparse=working)
-        d0, u0 = likelihood_ratios(op, init, w)
+        init, d0, u0 = starting_point(op, w, init, cold_start, sparse=working)
         size = self.working_set if working else 0
 
         def next_points(x, d):
