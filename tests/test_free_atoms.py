@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.optimize
 import scipy.stats
 
 import spmle
@@ -316,3 +317,52 @@ def test_auto_keeps_the_grid_fit_when_free_atoms_fail(grid_fit):
     assert any("could not refit with free atoms" in m for m in messages)
     assert abs(res.params["beta"] - grid_fit[0].params["beta"]) < 1e-8
     assert any("refit failed" in note for note in res.notes)
+
+
+# ------------------------------------------- profile intervals with free atoms
+
+# Wide enough on the log-rate scale for F's atoms to follow beta over its
+# interval (the covariate is not centred: an atom moves by -6.3 per unit of
+# beta). As many points as GRID, so that the compiled programs are shared.
+WIDE = jnp.linspace(-12.0, 4.0, GRID.size)
+
+
+@pytest.fixture(scope="module")
+def wide_fit():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", spmle.GridWarning)
+        return spmle.fit(Faults(jnp.array(0.5)), DATA, WIDE, atoms="free")
+
+
+def test_free_atom_profile_interval_matches_cold_resolves(wide_fit):
+    res = wide_fit
+    cutoff = res.llf - scipy.stats.chi2.ppf(0.95, 1) / 2
+
+    def profile(beta):  # F re-solved from the grid at every beta
+        value, info = spmle.profile_loglik(
+            Faults(jnp.asarray(beta)), DATA, WIDE, atoms="free"
+        )
+        assert bool(info.converged)
+        return float(value) - cutoff
+
+    beta, se = res.params["beta"], res.bse["beta"]
+    lower = scipy.optimize.brentq(profile, beta - 3 * se, beta, xtol=1e-10)
+    upper = scipy.optimize.brentq(profile, beta, beta + 3 * se, xtol=1e-10)
+    ci = res.conf_int(kind="profile").loc["beta"]
+    assert ci["lower"] == pytest.approx(lower, abs=1e-7)
+    assert ci["upper"] == pytest.approx(upper, abs=1e-7)
+
+
+def test_a_range_that_cuts_the_profile_is_reported(fits, wide_fit):
+    narrow = fits["free"]
+    assert narrow.params["beta"] == pytest.approx(wide_fit.params["beta"], abs=1e-7)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        ci = narrow.conf_int(kind="profile").loc["beta"]
+    messages = [str(w.message) for w in record if w.category is spmle.GridWarning]
+    for end in ("lower", "upper"):
+        assert any(f"beta: at its {end} end" in m for m in messages), messages
+    # The atoms cannot follow beta past the range: the profile falls faster and
+    # the interval is far narrower than the true one.
+    truth = wide_fit.conf_int(kind="profile").loc["beta"]
+    assert ci["lower"] > truth["lower"] + 0.1 and ci["upper"] < truth["upper"] - 0.1

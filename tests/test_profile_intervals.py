@@ -1,12 +1,12 @@
 """Likelihood-ratio (profile) intervals, `conf_int(kind="profile")`: against R's
 `confint(glm)` (stored numbers, tests/reference/profile_glm.R), closed forms, a
-brute-force profile over the nuisance parameter by scipy, and the free-atom
-profile of the fabric faults re-solved from cold at every value."""
+brute-force profile over the nuisance parameter by scipy. The free-atom profile
+of the fabric faults, re-solved from cold at every value, is checked in
+tests/test_free_atoms.py (it shares that file's compiled fits)."""
 
 import json
 import math
 import pathlib
-import warnings
 
 import equinox as eqx
 import jax
@@ -245,72 +245,3 @@ def test_results_without_a_likelihood_say_which_fits_have_one(glm_fit):
         res.conf_int(kind="nope")
     with pytest.raises(ValueError, match="alpha=1.5"):
         res.conf_int(1.5, kind="profile")
-
-
-# ------------------------------------------- free atoms: the fabric faults
-
-
-FABRIC = pd.read_csv(HERE / "data" / "fabric.csv", comment="#")
-FABRIC_DATA = {
-    "faults": FABRIC["faults"].to_numpy(float),
-    "log_length": np.log(FABRIC["length"].to_numpy(float)),
-}
-# Wide enough on the log-rate scale for F's atoms to follow beta over its
-# interval (the covariate is not centred: an atom moves by -6.3 per unit of beta).
-WIDE = jnp.linspace(-12.0, 4.0, 161)
-# tests/test_free_atoms.py's range, at the same size (the compiled programs are
-# shared): the atoms reach its ends inside the interval.
-NARROW = jnp.linspace(-5.0, -0.95, 161)
-
-
-class Faults(spmle.AbstractModel):
-    beta: jax.Array
-
-    def log_cond_lik(self, data, support):
-        eta = support[None, :] + self.beta * data["log_length"][:, None]
-        y = data["faults"][:, None]
-        return y * eta - jnp.exp(eta) - jax.scipy.special.gammaln(y + 1)
-
-
-@pytest.fixture(scope="module")
-def fabric_fits():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", spmle.GridWarning)
-        return {
-            grid: spmle.fit(Faults(jnp.array(0.5)), FABRIC_DATA, support, atoms="free")
-            for grid, support in (("wide", WIDE), ("narrow", NARROW))
-        }
-
-
-def test_free_atom_profile_interval_matches_cold_resolves(fabric_fits):
-    res = fabric_fits["wide"]
-    cutoff = res.llf - CHI2_95 / 2
-
-    def profile(beta):  # F re-solved from the grid at every beta
-        value, info = spmle.profile_loglik(
-            Faults(jnp.asarray(beta)), FABRIC_DATA, WIDE, atoms="free"
-        )
-        assert bool(info.converged)
-        return float(value) - cutoff
-
-    beta, se = res.params["beta"], res.bse["beta"]
-    lower = scipy.optimize.brentq(profile, beta - 3 * se, beta, xtol=1e-10)
-    upper = scipy.optimize.brentq(profile, beta, beta + 3 * se, xtol=1e-10)
-    ci = res.conf_int(kind="profile").loc["beta"]
-    assert ci["lower"] == pytest.approx(lower, abs=1e-7)
-    assert ci["upper"] == pytest.approx(upper, abs=1e-7)
-
-
-def test_a_range_that_cuts_the_profile_is_reported(fabric_fits):
-    wide, narrow = fabric_fits["wide"], fabric_fits["narrow"]
-    assert narrow.params["beta"] == pytest.approx(wide.params["beta"], abs=1e-7)
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always")
-        ci = narrow.conf_int(kind="profile").loc["beta"]
-    messages = [str(w.message) for w in record if w.category is spmle.GridWarning]
-    for end in ("lower", "upper"):
-        assert any(f"beta: at its {end} end" in m for m in messages), messages
-    # The atoms cannot follow beta past the range: the profile falls faster and
-    # the interval is far narrower than the true one.
-    truth = wide.conf_int(kind="profile").loc["beta"]
-    assert ci["lower"] > truth["lower"] + 0.1 and ci["upper"] < truth["upper"] - 0.1

@@ -692,7 +692,7 @@ def _fit_latent_only(problem: ProfileProblem, model0, op, nobs, inverse) -> Resu
         value, aux = problem.loglik(split(model0)[0])
     else:
         value, aux = operator_loglik(
-            op, problem.weights, problem.groups, problem.solver
+            op, problem.weights, problem.groups, problem.solver, derivatives=False
         )
     description = _warn_edge(problem, problem.describe(aux))
     if not description.inner_converged:

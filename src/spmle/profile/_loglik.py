@@ -202,11 +202,21 @@ def profile_loglik(
 
 
 def operator_loglik(
-    op: AbstractLikelihoodOperator, weights, groups, solver, init=None
+    op: AbstractLikelihoodOperator,
+    weights,
+    groups,
+    solver,
+    init=None,
+    *,
+    derivatives: bool = True,
 ) -> tuple[Float[Array, ""], ProfileInfo]:
     """`(L*, info)` on a grid from a likelihood operator already built: each
-    group's certified NPMLE and its log-likelihood, summed."""
+    group's certified NPMLE and its log-likelihood, summed. `derivatives=False`
+    keeps the solver's own values (a pass over the matrix fewer; nothing to
+    differentiate, e.g. a model with no parameters)."""
     solutions = solve_groups(op, weights, groups, solver, init)
+    if not derivatives:
+        return jnp.sum(solutions.loglik), ProfileInfo(solutions)
     probs, loglik = groups_at_optimum(op, weights, solutions.probs, groups)
     totals = group_totals(weights, groups)
     info = ProfileInfo(with_optimum(solutions, probs, loglik, totals))

@@ -23,6 +23,8 @@ from ._em import em_step
 
 # The row stride of the presolve (see `MixSQP.presolve_rows`).
 PRESOLVE_STRIDE = 8
+# EM steps from the sparse cold start of a working-set solve.
+SPARSE_EM_STEPS = 2
 
 
 class _State(eqx.Module):
@@ -207,9 +209,9 @@ class MixSQP(AbstractNPMLESolver):
                 dd,
             )
 
-        def em(x):
+        def em(x, steps=self.em_steps):
             step = lambda _, x: em_step(op, x, w)  # noqa: E731
-            return jax.lax.fori_loop(0, self.em_steps, step, x)
+            return jax.lax.fori_loop(0, steps, step, x)
 
         n = op.shape[0]
         if init is None and working and n >= PRESOLVE_STRIDE * self.presolve_rows:
@@ -230,7 +232,15 @@ class MixSQP(AbstractNPMLESolver):
             sparse = jnp.zeros(m, w.dtype).at[index.astype(int)].set(1.0)
             sparse = sparse / jnp.sum(sparse)
             explains = jnp.all(op.mv(sparse) > 0)
-            return em(jax.lax.cond(explains, lambda: sparse, lambda: uniform))
+            return jax.lax.cond(
+                explains,
+                # Each SQP step on the working set gains more than an EM step
+                # for about the same pass: on the (125,000, 300) presolve of the
+                # EB benchmark 10 EM steps and 5 SQP steps took 0.60 s, 2 and 8
+                # took 0.38 s (the same certified answer).
+                lambda: em(sparse, min(self.em_steps, SPARSE_EM_STEPS)),
+                lambda: em(uniform),
+            )
 
         # A warm start's zeros keep its steps on the working set.
         init, d0, u0 = starting_point(op, w, init, cold_start, sparse=working)
