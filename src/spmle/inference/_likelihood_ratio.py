@@ -110,10 +110,13 @@ def profile_interval(
     se: float,
     llf: float,
     z: float,
+    edge_advice: str | None = None,
 ) -> tuple[float, float]:
     """`(lower, upper)` of parameter `j` (`name` in warnings): the likelihood-ratio
     interval at `z = z_{1-alpha/2}`; an endpoint the profile never reaches
-    within `_MAX_WIDTHS` Wald half-widths is infinite, with a warning."""
+    within `_MAX_WIDTHS` Wald half-widths is infinite, with a warning.
+    `edge_advice`: the model's own advice where F reaches the range's edge
+    (default: widen the support)."""
     half_width = z * se
     if not (math.isfinite(half_width) and half_width > 0):
         # No usable Wald interval (a singular Hessian): a scale from the value.
@@ -140,7 +143,8 @@ def profile_interval(
             warnings.warn(
                 f"the profile interval of {name}: at its {end} end the estimated F "
                 "has mass on the edge of the support's range, so the range, not "
-                "the data, sets that end. Widen the support and refit.",
+                "the data, sets that end: "
+                f"{edge_advice or 'widen the support and refit'}.",
                 GridWarning,
                 stacklevel=4,
             )

@@ -239,6 +239,7 @@ class Results:
                 float(self.bse.iloc[j]),
                 self.llf,
                 z,
+                getattr(type(self.model), "edge_advice", None),
             )
             for j, name in enumerate(self.params.index)
         ]
