@@ -271,13 +271,12 @@ class ProfileProblem(AbstractProblem):
         """True where the F of `aux` puts mass on the edge of the support's range
         (free atoms: an atom at an end of it). A profile likelihood there is cut
         by the range, not by the data: `Results.conf_int(kind="profile")` warns."""
-        support = np.asarray(self.support)
         if isinstance(aux, FreeAtomsInfo):
-            atoms = np.asarray(aux.atoms.atoms)
-            mass = np.asarray(aux.atoms.active) & (np.asarray(aux.atoms.probs) > 1e-8)
-            edge = (atoms <= support.min() + 1e-9) | (atoms >= support.max() - 1e-9)
-            return bool(np.any(mass & edge))
-        return bool(np.any(np.asarray(aux.probs)[:, _edge_points(support)] > 1e-8))
+            probs = np.where(aux.atoms.active, aux.atoms.probs, 0.0)
+            mass = _edge_mass(self.support, probs, aux.atoms.atoms)
+        else:
+            mass = _edge_mass(self.support, aux.probs)
+        return bool(np.any(mass > 0))
 
     def describe(self, aux) -> Description:
         """The estimated F and the state of the inner solves at the estimate."""
@@ -456,6 +455,19 @@ def _refit_free(problem: ProfileProblem, run, sawtooth, optimizer, max_steps, gt
         "free atoms"
     )
     return free, free_run, [(None, note)]
+
+
+def _edge_mass(support, probs, atoms=None) -> np.ndarray:
+    """(G,) the weight (entries above 1e-8) each group's F puts on the edge of
+    the support's range: on its end points, or with free `atoms` (shaped like
+    `probs` (G, K), or (K,)) on atoms that reached an end."""
+    support, probs = np.asarray(support), np.asarray(probs)
+    if atoms is None:
+        edge = _edge_points(support)
+    else:
+        atoms = np.asarray(atoms)
+        edge = (atoms <= support.min() + 1e-9) | (atoms >= support.max() - 1e-9)
+    return np.sum(np.where(edge & (probs > 1e-8), probs, 0.0), axis=1)
 
 
 def _edge_points(support: np.ndarray) -> np.ndarray:
@@ -658,15 +670,10 @@ def _warn_edge(problem: ProfileProblem, description):
     """A `GridWarning` where F puts mass on the edge of the range: the range may
     be too narrow (with free atoms, an atom that reached an end of it). Returns
     the description with the same note for `summary()`."""
-    probs, support = description.mixing.probs, np.asarray(problem.support)
-    if problem.free:
-        atoms = description.mixing.support
-        edge = (atoms <= support.min() + 1e-9) | (atoms >= support.max() - 1e-9)
-    else:
-        edge = _edge_points(support)
-    if not np.any(probs[:, edge] > 1e-8):
+    atoms = description.mixing.support if problem.free else None
+    mass = _edge_mass(problem.support, description.mixing.probs, atoms).max()
+    if not mass > 0:
         return description
-    mass = probs[:, edge].sum(axis=1).max()
     # A model whose range is itself an assumption says what to do instead.
     advice = getattr(type(problem.static), "edge_advice", None)
     warnings.warn(
