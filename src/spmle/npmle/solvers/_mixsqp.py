@@ -23,8 +23,6 @@ from ._em import em_step
 
 # The row stride of the presolve (see `MixSQP.presolve_rows`).
 PRESOLVE_STRIDE = 8
-# EM steps from the sparse cold start of a working-set solve.
-SPARSE_EM_STEPS = 2
 
 
 class _State(eqx.Module):
@@ -209,9 +207,9 @@ class MixSQP(AbstractNPMLESolver):
                 dd,
             )
 
-        def em(x, steps=self.em_steps):
+        def em(x):  # the cold start: a few EM steps from the uniform distribution
             step = lambda _, x: em_step(op, x, w)  # noqa: E731
-            return jax.lax.fori_loop(0, steps, step, x)
+            return jax.lax.fori_loop(0, self.em_steps, step, x)
 
         n = op.shape[0]
         if init is None and working and n >= PRESOLVE_STRIDE * self.presolve_rows:
@@ -221,29 +219,19 @@ class MixSQP(AbstractNPMLESolver):
             index = jnp.arange(0, n, PRESOLVE_STRIDE)
             init = self.solve(op.take_rows(index), weights[index]).probs
 
-        def cold_start(uniform):
-            if not working:  # a few EM steps from the uniform distribution
-                return em(uniform)
+        if init is None and working:
             # On a large grid, the uniform distribution on a few evenly spread
-            # points instead, so that every step can be a working-set step: at
-            # n = 1e6, m = 300 the dense start's first step, on the full
-            # curvature, and its EM steps took 4 s of 7 (EM keeps the zeros).
+            # points, taken as a sparse warm start (the 1% uniform mix where it
+            # leaves a row unexplained), so that every step can be a
+            # working-set step: at n = 1e6, m = 300 the dense start's EM steps
+            # and its first step, on the full curvature, took 4 s of 7. EM steps
+            # from it gained nothing: on the (125,000, 300) presolve of the EB
+            # benchmark, 0 and 2 of them took 0.37 and 0.38 s, 10 took 0.60 s.
             index = jnp.round(jnp.linspace(0, m - 1, self.working_set // 2))
-            sparse = jnp.zeros(m, w.dtype).at[index.astype(int)].set(1.0)
-            sparse = sparse / jnp.sum(sparse)
-            explains = jnp.all(op.mv(sparse) > 0)
-            return jax.lax.cond(
-                explains,
-                # Each SQP step on the working set gains more than an EM step
-                # for about the same pass: on the (125,000, 300) presolve of the
-                # EB benchmark 10 EM steps and 5 SQP steps took 0.60 s, 2 and 8
-                # took 0.38 s (the same certified answer).
-                lambda: em(sparse, min(self.em_steps, SPARSE_EM_STEPS)),
-                lambda: em(uniform),
-            )
+            init = jnp.zeros(m, w.dtype).at[index.astype(int)].set(1.0)
 
         # A warm start's zeros keep its steps on the working set.
-        init, d0, u0 = starting_point(op, w, init, cold_start, sparse=working)
+        init, d0, u0 = starting_point(op, w, init, em, sparse=working)
         size = self.working_set if working else 0
 
         def next_points(x, d):
