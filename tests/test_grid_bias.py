@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
+import pytest
 
 import spmle
 from spmle import estimation
@@ -66,3 +67,33 @@ def test_free_atoms_are_centred_on_the_truth_where_the_grid_is_not():
     assert grid.mean() < -2.5
     assert abs(free.mean()) < 3 * mc_se
     assert free.mean() - grid.mean() > 2.0
+
+
+def test_large_n_starts_from_the_free_fit_to_every_eighth_row(monkeypatch):
+    """From PRESEARCH_STRIDE * PRESEARCH_ROWS rows on, a cold free fit first fits
+    free atoms to every 8th row and starts from there (forced here at n = 1200
+    by lowering the threshold): the same certified optimum as the grid start."""
+    from spmle.estimation import _semiparametric
+
+    key_latent, key_noise = jax.random.split(jax.random.key(7))
+    v = jax.random.choice(key_latent, ATOMS, (1200,))
+    data = {"y": v[:, None] + jax.random.normal(key_noise, (1200, T))}
+    problem = estimation.ProfileProblem.build(START, data, GRID, atoms="free")
+    params0 = estimation.parameters(START)
+    direct = estimation.minimise(problem, params0)
+
+    monkeypatch.setattr(_semiparametric, "PRESEARCH_ROWS", 100)
+    jax.clear_caches()  # compiled programs read the threshold when traced
+    coarse, cold = problem.presearch(problem.warm_start(None))
+    assert coarse.free and coarse.weights.shape == (150,) and bool(cold)
+    nested = estimation.minimise(problem, params0)
+    jax.clear_caches()
+
+    for out in (direct, nested):
+        assert out.result == optx.RESULTS.successful and bool(out.aux.converged)
+    # `minimise` stops once the mean gradient is below 1e-5 (no Newton polish):
+    # log sigma to about 2e-6 (its SE is 0.012), the value to far less.
+    assert float(nested.params.log_sigma) == pytest.approx(
+        float(direct.params.log_sigma), abs=1e-5
+    )
+    assert float(nested.value) == pytest.approx(float(direct.value), abs=1e-7)
