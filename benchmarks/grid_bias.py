@@ -225,6 +225,8 @@ def _profile_coverage(model, data):
             profile[1] - profile[0],
             edge,
             time.perf_counter() - start,
+            float(res.params["beta"]),
+            float(res.bse["beta"]),
         )
     return out
 
@@ -242,8 +244,10 @@ def _print_profile_coverage(profiled, reps):
                 f"{np.median(rows[good, width]):.4f})"
             )
         line.append(
-            f"profile at the edge {int(rows[:, 5].sum())}; "
-            f"{rows[1:, 6].mean():.2f} s a fit + intervals (warm)"
+            f"SD of the estimates {np.std(rows[good, 7], ddof=1):.4f}, median SE "
+            f"{np.median(rows[good, 8]):.4f}; profile at the edge "
+            f"{int(rows[:, 5].sum())}; {rows[1:, 6].mean():.2f} s a fit + "
+            "intervals (warm)"
         )
         print("; ".join(line), flush=True)
 
