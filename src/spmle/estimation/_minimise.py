@@ -97,23 +97,32 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, init, gto
     """Minimise `-loglik / sum(weights)` from `params0`: an `Optimum`.
 
     A problem that `certifies_at_end` first runs its `presearch` problem when
-    `init` is cold (free atoms: the grid), then alternates a certified evaluation
-    (`problem.certified_start`) with a run of steps from there, whose evaluations
-    solve the reduced inner problem warm-started at the last solution, until a
-    certificate changes nothing. The answer is a certified evaluation.
+    `init` is cold (free atoms: the grid, or the same problem on a subsample),
+    then alternates a certified evaluation (`problem.certified_start`) with a run
+    of steps from there, whose evaluations solve the reduced inner problem
+    warm-started at the last solution, until a certificate changes nothing. The
+    answer is a certified evaluation.
     """
+    return _minimise_from(problem, params0, optimizer, max_steps, init, gtol)[0]
+
+
+def _minimise_from(problem, params0, optimizer, max_steps, init, gtol):
+    """`(Optimum, curvature)`: `_minimise`, and the quasi-Newton minimiser's
+    last inverse-Hessian approximation (None for other minimisers)."""
     if not problem.certifies_at_end:
         return _steps(problem, params0, optimizer, max_steps, init, gtol)
 
     coarse, cold = problem.presearch(init)
     init = problem.certified_start(init)
+    identity = _curvature(_init_state(optimizer, params0))
     if coarse is not None:
 
         def presearch():
             if coarse.certifies_at_end:
                 # The same problem on fewer rows: its optimum's inner solution
-                # starts this one's too.
-                out = _minimise(
+                # starts this one's, and its curvature this one's steps (the
+                # objective is a mean, so its Hessian does not scale with n).
+                out, curvature = _minimise_from(
                     coarse,
                     params0,
                     optimizer,
@@ -123,7 +132,9 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, init, gto
                 )
                 start = problem.certified_start(problem.warm_start(out.aux))
             else:
-                out = _steps(
+                # The grid's curvature is that of one tooth of its sawtooth in
+                # parameters that move the atoms: not handed on.
+                out, _ = _steps(
                     coarse,
                     params0,
                     optimizer,
@@ -131,21 +142,21 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, init, gto
                     coarse.warm_start(None),
                     gtol,
                 )
-                start = init
+                start, curvature = init, identity
             finite = _all_finite(out.params) & jnp.isfinite(out.value)
             return jax.tree.map(
                 lambda a, b: jnp.where(finite, a, b),
-                (out.params, start),
-                (params0, init),
+                (out.params, start, curvature),
+                (params0, init, identity),
             ), out.num_steps
 
-        (params0, init), pre_steps = jax.lax.cond(
+        (params0, init, curvature), pre_steps = jax.lax.cond(
             cold & (max_steps > 0),
             presearch,
-            lambda: ((params0, init), jnp.array(0)),
+            lambda: ((params0, init, identity), jnp.array(0)),
         )
     else:
-        pre_steps = jnp.array(0)
+        pre_steps, curvature = jnp.array(0), identity
 
     def certified(params, init):
         return problem.search_loglik(params, problem.certified_start(init))
@@ -157,7 +168,7 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, init, gto
         return ~carry[-1]
 
     def body(carry):
-        params, init, reduced, _, _, result, steps, rounds, _ = carry
+        params, init, reduced, _, _, result, steps, rounds, curvature, _ = carry
         value, aux = certified(params, init)
         # Nothing changed (no atom added, none moved): the steps' stopping point is
         # stationary for the certified problem too.
@@ -171,21 +182,22 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, init, gto
         )
 
         def search():
-            out = _steps(
+            out, bent = _steps(
                 problem,
                 params,
                 optimizer,
                 max_steps - steps,
                 problem.warm_start(aux),
                 gtol,
+                curvature,
             )
             start = problem.certified_start(problem.warm_start(out.aux))
-            return out.params, start, out.value, out.result, out.num_steps
+            return out.params, start, out.value, out.result, out.num_steps, bent
 
         def stay():
-            return params, init, reduced, result, jnp.array(0)
+            return params, init, reduced, result, jnp.array(0), curvature
 
-        params, init, reduced, result, taken = jax.lax.cond(done, stay, search)
+        params, init, reduced, result, taken, bent = jax.lax.cond(done, stay, search)
         return (
             params,
             init,
@@ -195,6 +207,7 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, init, gto
             result,
             steps + taken,
             rounds + 1,
+            bent,
             done,
         )
 
@@ -207,16 +220,27 @@ def _minimise(problem: AbstractProblem, params0, optimizer, max_steps, init, gto
         optx.RESULTS.successful,
         pre_steps,
         jnp.array(0),
+        curvature,
         jnp.array(False),
     )
-    params, _, _, value, aux, result, steps, _, _ = jax.lax.while_loop(
+    params, _, _, value, aux, result, steps, _, curvature, _ = jax.lax.while_loop(
         cond, body, carry
     )
-    return Optimum(params, value, result, steps, aux)
+    return Optimum(params, value, result, steps, aux), curvature
 
 
-def _steps(problem: AbstractProblem, params0, optimizer, max_steps, init, gtol):
-    """The optimiser's steps from `params0`: an `Optimum`.
+def _steps(
+    problem: AbstractProblem,
+    params0,
+    optimizer,
+    max_steps,
+    init,
+    gtol,
+    curvature=None,
+):
+    """The optimiser's steps from `params0`: `(Optimum, curvature)`, the latter
+    the quasi-Newton minimiser's last inverse-Hessian approximation (None for
+    other minimisers), which `curvature` seeds in place of the identity.
 
     Drives the optimistix minimiser through its `init`/`step`/`terminate`
     interface, so that each inner solve starts from the previous one's weights
@@ -236,6 +260,8 @@ def _steps(problem: AbstractProblem, params0, optimizer, max_steps, init, gtol):
     state = optimizer.init(
         objective, params0, init, options, f_struct, aux_struct, tags
     )
+    if curvature is not None and _curvature(state) is not None:
+        state = eqx.tree_at(lambda s: s.f_info.hessian_inv, state, curvature)
     dynamic, static = eqx.partition(state, eqx.is_array)
     # A quasi-Newton minimiser's first step evaluates its start and accepts it:
     # one step is then how `max_steps=0` evaluates `params0`.
@@ -299,7 +325,7 @@ def _steps(problem: AbstractProblem, params0, optimizer, max_steps, init, gtol):
         tags,
         result,
     )
-    return Optimum(params, value, result, steps, aux)
+    return Optimum(params, value, result, steps, aux), _curvature(state)
 
 
 @compiled
@@ -314,6 +340,25 @@ def derivatives(problem: AbstractProblem, flat, unflatten):
 def scores(problem: AbstractProblem, flat, unflatten):
     """(n, k) per-observation scores: the derivatives of `contributions`."""
     return jax.jacfwd(lambda f: problem.contributions(unflatten(f)))(flat)
+
+
+def _curvature(state):
+    """A quasi-Newton state's inverse-Hessian approximation; None otherwise."""
+    return getattr(getattr(state, "f_info", None), "hessian_inv", None)
+
+
+def _init_state(optimizer, params0):
+    """`optimizer`'s initial state at `params0` (for its initial curvature)."""
+    f_struct = jax.ShapeDtypeStruct((), jnp.result_type(float))
+    return optimizer.init(
+        lambda y, args: (jnp.zeros(()), None),
+        params0,
+        None,
+        {},
+        f_struct,
+        None,
+        frozenset(),
+    )
 
 
 def _all_finite(tree):
