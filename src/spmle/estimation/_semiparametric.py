@@ -191,7 +191,7 @@ class ProfileProblem(AbstractProblem):
         if aux is not None:
             # Free atoms: the optimiser's steps move the atoms it found last and
             # certify them only where it stops (`certifies_at_end`): at n = 1e5 a
-            # certificate (D on 129+ points) costs six Newton steps on 5 atoms.
+            # certificate (D on 128+ points) costs six Newton steps on 5 atoms.
             if self.free:
                 return FreeAtomsStart.from_info(aux, certify=False)
             return aux.probs

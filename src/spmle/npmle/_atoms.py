@@ -486,7 +486,7 @@ def refine_atoms(
         max_steps: cap on Newton steps over all rounds.
         max_rounds: cap on certificate rounds (each may add atoms).
         num_points: the most points of the certificate grid on `[lower, upper]`:
-            it starts at 129 and takes as many more as keep the grid spacing
+            it starts at 128 and takes as many more as keep the grid spacing
             within a quarter of the narrowest row likelihood width (no bump of
             `D` is narrower). Keep `resolution <= 1/4` in the answer; raise
             `num_points` if not.
