@@ -118,30 +118,20 @@ def _minimise_from(problem, params0, optimizer, max_steps, init, gtol):
     if coarse is not None:
 
         def presearch():
-            if coarse.certifies_at_end:
-                # The same problem on fewer rows: its optimum's inner solution
-                # starts this one's, and its curvature this one's steps (the
-                # objective is a mean, so its Hessian does not scale with n).
-                out, curvature = _minimise_from(
-                    coarse,
-                    params0,
-                    optimizer,
-                    max_steps,
-                    coarse.warm_start(None),
-                    gtol,
-                )
+            # The same problem on fewer rows (`certifies_at_end`) hands on its
+            # optimum's inner solution and its curvature (the objective is a
+            # mean, so its Hessian does not scale with n). The grid's curvature
+            # is one tooth of its sawtooth in parameters that move the atoms:
+            # not handed on.
+            nested = coarse.certifies_at_end
+            run = _minimise_from if nested else _steps
+            out, handed = run(
+                coarse, params0, optimizer, max_steps, coarse.warm_start(None), gtol
+            )
+            if nested:
                 start = problem.certified_start(problem.warm_start(out.aux))
+                curvature = handed
             else:
-                # The grid's curvature is that of one tooth of its sawtooth in
-                # parameters that move the atoms: not handed on.
-                out, _ = _steps(
-                    coarse,
-                    params0,
-                    optimizer,
-                    max_steps,
-                    coarse.warm_start(None),
-                    gtol,
-                )
                 start, curvature = init, identity
             finite = _all_finite(out.params) & jnp.isfinite(out.value)
             return jax.tree.map(
