@@ -367,7 +367,7 @@ def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
         t_max = jnp.minimum(t_trust, t_bound)
 
         def longer(c):
-            t, value, _, rising = c
+            t, _, _, rising = c
             return rising & (2 * t <= t_max) & (t < 2.0**10)
 
         def double(c):
