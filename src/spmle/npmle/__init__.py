@@ -31,6 +31,7 @@ from ._operator import (
     shifted_likelihood as shifted_likelihood,
     weighted_gram as weighted_gram,
 )
+from ._rows import RowwiseLogLik as RowwiseLogLik
 from ._solution import RESULTS as RESULTS, NPMLESolution as NPMLESolution
 from ._validate import (
     check_values_eagerly as check_values_eagerly,

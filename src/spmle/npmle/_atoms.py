@@ -31,6 +31,7 @@ from ._continuum import (
     maximise_gradient_function,
 )
 from ._operator import DenseLikelihood
+from ._rows import over_rows
 from ._solution import RESULTS
 from .solvers import MixSQP
 
@@ -172,21 +173,25 @@ def _mixture(log_lik_fn, atoms: _Atoms, w):
 
     def mixture(atoms):
         log_q = jnp.where(atoms.active, jnp.log(atoms.q), -jnp.inf)
-        log_f = jax.nn.logsumexp(log_lik_fn(atoms.u) + log_q, axis=1)
-        return w @ log_f, log_f
+
+        def block(fn, w):
+            log_f = jax.nn.logsumexp(fn(atoms.u) + log_q, axis=1)
+            return w @ log_f, log_f
+
+        return over_rows(block, log_lik_fn, atoms.q.shape[0], w)
 
     return _on_active_slots(mixture, atoms)
 
 
 def _newton_system(log_lik_fn, atoms: _Atoms, w):
     """Gradient (2K,) and Hessian (2K, 2K) of the mean log-likelihood in
-    `z = (u, q)`, with `D, D', D''` at the atoms and `log f`; zero on inactive
-    slots (assembled on the active ones: `_on_active_slots`)."""
+    `z = (u, q)`, with `D, D', D''` at the atoms and the mean log-likelihood;
+    zero on inactive slots (assembled on the active ones: `_on_active_slots`)."""
     k = atoms.q.shape[0]
 
     def system(part):
         size = part.q.shape[0]
-        gradient, hessian, (d, d1, d2), log_f = _newton_system_on(log_lik_fn, part, w)
+        gradient, hessian, (d, d1, d2), value = mixture_derivatives(log_lik_fn, part, w)
         slots = jnp.concatenate([jnp.arange(size), k + jnp.arange(size)])
         gradient = jnp.zeros(2 * k).at[slots].set(gradient)
         hessian = jnp.zeros((2 * k, 2 * k)).at[slots[:, None], slots].set(hessian)
@@ -194,29 +199,40 @@ def _newton_system(log_lik_fn, atoms: _Atoms, w):
         def pad(x):
             return jnp.zeros(k).at[:size].set(x)
 
-        return gradient, hessian, (pad(d), pad(d1), pad(d2)), log_f
+        return gradient, hessian, (pad(d), pad(d1), pad(d2)), value
 
     return _on_active_slots(system, atoms)
 
 
-def _newton_system_on(log_lik_fn, atoms: _Atoms, w):
-    value, slope, bend = column_derivatives(log_lik_fn, atoms.u)
-    log_q = jnp.where(atoms.active, jnp.log(atoms.q), -jnp.inf)
-    log_f = jax.nn.logsumexp(value + log_q, axis=1)
-    s = jnp.where(atoms.active, jnp.exp(value - log_f[:, None]), 0.0)
-    d, d1, d2 = w @ s, w @ (s * slope), w @ (s * (slope**2 + bend))
+def mixture_derivatives(log_lik_fn, atoms: _Atoms, w):
+    """`(gradient (2K,), Hessian (2K, 2K), (D, D', D''), value)` of
+    `value = sum_i w_i log sum_j q_j exp(log_lik_fn(u)_ij)` in `z = (u, q)` over
+    the active slots (zero rows and columns elsewhere), analytically: one pass
+    over the rows (in blocks for a `RowwiseLogLik`), where `jax.hessian` would
+    take 2K."""
     q = atoms.q
-    gradient = jnp.concatenate([q * d1, d])
-    # Per-row scores of log f in (u, q), and the second derivatives of f / f,
-    # which are diagonal per atom: d2/du2 -> q D'', d2/du dq -> D', d2/dq2 -> 0.
-    scores = jnp.concatenate([q * s * slope, s], axis=1)
     k = q.shape[0]
+    log_q = jnp.where(atoms.active, jnp.log(q), -jnp.inf)
+
+    def block(fn, w):
+        value, slope, bend = column_derivatives(fn, atoms.u)
+        log_f = jax.nn.logsumexp(value + log_q, axis=1)
+        s = jnp.where(atoms.active, jnp.exp(value - log_f[:, None]), 0.0)
+        d, d1, d2 = w @ s, w @ (s * slope), w @ (s * (slope**2 + bend))
+        # Per-row scores of log f in (u, q); their weighted Gram is the Hessian's
+        # second term.
+        scores = jnp.concatenate([q * s * slope, s], axis=1)
+        return (d, d1, d2, scores.T @ (w[:, None] * scores), w @ log_f), ()
+
+    (d, d1, d2, gram, value), _ = over_rows(block, log_lik_fn, 2 * k, w)
+    gradient = jnp.concatenate([q * d1, d])
+    # The second derivatives of f / f are diagonal per atom: d2/du2 -> q D'',
+    # d2/du dq -> D', d2/dq2 -> 0.
     second = jnp.zeros((2 * k, 2 * k))
     index = jnp.arange(k)
     second = second.at[index, index].set(q * d2)
     second = second.at[index, k + index].set(d1).at[k + index, index].set(d1)
-    hessian = second - scores.T @ (w[:, None] * scores)
-    return gradient, hessian, (d, d1, d2), log_f
+    return gradient, second - gram, (d, d1, d2), value
 
 
 def _frozen(atoms: _Atoms, d1, lower, upper):
@@ -273,6 +289,7 @@ class _Newton(eqx.Module):
     hessian: Float[Array, "2K 2K"]
     frozen: Bool[Array, " K"]
     d: Float[Array, " K"]
+    value: Float[Array, ""]
 
 
 def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
@@ -281,9 +298,10 @@ def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
     merge_distance = options["merge"] * (upper - lower)
 
     def measure(atoms):
-        gradient, hessian, (d, d1, _), _ = _newton_system(log_lik_fn, atoms, w)
+        gradient, hessian, (d, d1, _), value = _newton_system(log_lik_fn, atoms, w)
         frozen = _frozen(atoms, d1, lower, upper)
-        return gradient, hessian, frozen, _stationarity(atoms, d, d1, frozen), d
+        stationarity = _stationarity(atoms, d, d1, frozen)
+        return gradient, hessian, frozen, stationarity, d, value
 
     def cond(state: _Newton):
         return (
@@ -294,11 +312,12 @@ def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
 
     def body(state: _Newton):
         atoms = state.atoms
-        gradient, hessian, frozen, d = (
+        gradient, hessian, frozen, d, base = (
             state.gradient,
             state.hessian,
             state.frozen,
             state.d,
+            state.value,
         )
         du, dq, slope = _newton_direction(gradient, hessian, atoms, frozen)
         # Trust radius: never past half the gap to the neighbour an atom moves
@@ -319,7 +338,6 @@ def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
             jnp.where(active & (dq < 0), 0.99 * atoms.q / jnp.maximum(-dq, 1e-300), 1.0)
         )
         t0 = jnp.minimum(1.0, jnp.minimum(t_trust, t_bound))
-        base, _ = _mixture(log_lik_fn, atoms, w)
         # Round-off floor of the mean log-likelihood: below it ascent is invisible.
         slack = 1e-13 * (1.0 + jnp.abs(base))
 
@@ -402,8 +420,10 @@ def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
         return _start(new, state.steps + 1, ~accepted & ~em_ok)
 
     def _start(atoms, steps, stuck):
-        gradient, hessian, frozen, stationarity, d = measure(atoms)
-        return _Newton(atoms, steps, stationarity, stuck, gradient, hessian, frozen, d)
+        gradient, hessian, frozen, stationarity, d, value = measure(atoms)
+        return _Newton(
+            atoms, steps, stationarity, stuck, gradient, hessian, frozen, d, value
+        )
 
     return jax.lax.while_loop(cond, body, _start(atoms, jnp.array(0), jnp.array(False)))
 

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ._rows import over_rows
+
 
 LogLikFn = Callable[[Float[Array, " k"]], Float[Array, "n k"]]
 
@@ -59,10 +61,14 @@ def gradient_function(
 ) -> tuple[Float[Array, " k"], Float[Array, " k"], Float[Array, " k"]]:
     """`(D, D', D'')` at `points` (k,), for mixture log-likelihoods `log_f` (n,)
     and normalised row weights `w` (n,)."""
-    value, slope, curvature = column_derivatives(log_lik_fn, points)
-    # s = G / f without overflow: the ratio is formed in log space.
-    s = jnp.exp(value - log_f[:, None])
-    return w @ s, w @ (s * slope), w @ (s * (slope**2 + curvature))
+
+    def block(fn, w, log_f):
+        value, slope, curvature = column_derivatives(fn, points)
+        # s = G / f without overflow: the ratio is formed in log space.
+        s = jnp.exp(value - log_f[:, None])
+        return (w @ s, w @ (s * slope), w @ (s * (slope**2 + curvature))), ()
+
+    return over_rows(block, log_lik_fn, points.shape[0], w, log_f)[0]
 
 
 class ContinuumMaximum(eqx.Module):
@@ -90,34 +96,41 @@ def _grid_values(log_lik_fn, lower, upper, num_blocks, capacity, log_f, w):
     resolution."""
     num_points = num_blocks * _BLOCK
     h = (upper - lower) / (num_points - 1)
-    n = log_f.shape[0]
 
-    def block(b, carry):
-        d_all, best, bend = carry
-        # One extra point on each side, for second differences across blocks.
-        index = b * _BLOCK + jnp.arange(-1, _BLOCK + 1)
-        inside = (index >= 0) & (index < num_points)
-        values = log_lik_fn(lower + h * jnp.clip(index, 0, num_points - 1))
-        inner = values[:, 1:-1]
-        d = w @ jnp.exp(inner - log_f[:, None])
-        d = jnp.where(inside[1:-1], d, -jnp.inf)
-        d_all = jax.lax.dynamic_update_slice(d_all, d, (b * _BLOCK,))
-        bending = -(values[:, 2:] - 2 * inner + values[:, :-2]) / h**2
-        # An end of the range (or a padding point) has no second difference.
-        interior = (index[1:-1] > 0) & (index[1:-1] < num_points - 1)
-        inner = jnp.where(interior[None, :], inner, -jnp.inf)
-        at = jnp.argmax(inner, axis=1)
-        top = jnp.take_along_axis(inner, at[:, None], axis=1)[:, 0]
-        top_bend = jnp.take_along_axis(bending, at[:, None], axis=1)[:, 0]
-        better = top > best
-        return d_all, jnp.where(better, top, best), jnp.where(better, top_bend, bend)
+    def rows(fn, w, log_f):
+        def block(b, carry):
+            d_all, best, bend = carry
+            # One extra point on each side, for second differences across blocks.
+            index = b * _BLOCK + jnp.arange(-1, _BLOCK + 1)
+            inside = (index >= 0) & (index < num_points)
+            values = fn(lower + h * jnp.clip(index, 0, num_points - 1))
+            inner = values[:, 1:-1]
+            d = w @ jnp.exp(inner - log_f[:, None])
+            d = jnp.where(inside[1:-1], d, 0.0)
+            d_all = jax.lax.dynamic_update_slice(d_all, d, (b * _BLOCK,))
+            bending = -(values[:, 2:] - 2 * inner + values[:, :-2]) / h**2
+            # An end of the range (or a padding point) has no second difference.
+            interior = (index[1:-1] > 0) & (index[1:-1] < num_points - 1)
+            inner = jnp.where(interior[None, :], inner, -jnp.inf)
+            at = jnp.argmax(inner, axis=1)
+            top = jnp.take_along_axis(inner, at[:, None], axis=1)[:, 0]
+            top_bend = jnp.take_along_axis(bending, at[:, None], axis=1)[:, 0]
+            better = top > best
+            return (
+                d_all,
+                jnp.where(better, top, best),
+                jnp.where(better, top_bend, bend),
+            )
 
-    start = (
-        jnp.full((capacity,), -jnp.inf),
-        jnp.full((n,), -jnp.inf),
-        jnp.zeros((n,)),
-    )
-    d, _, bend = jax.lax.fori_loop(0, num_blocks, block, start)
+        r = w.shape[0]
+        start = (jnp.zeros((capacity,)), jnp.full((r,), -jnp.inf), jnp.zeros((r,)))
+        d, _, bend = jax.lax.fori_loop(0, num_blocks, block, start)
+        return d, bend
+
+    # Row blocks outside, point blocks inside: each row's likelihood mode is
+    # tracked across the point blocks of its row block.
+    d, bend = over_rows(rows, log_lik_fn, _BLOCK + 2, w, log_f)
+    d = jnp.where(jnp.arange(capacity) < num_points, d, -jnp.inf)
     resolution = h * jnp.sqrt(jnp.max(jnp.maximum(bend, 0.0)))
     return d, h, resolution
 

@@ -20,6 +20,7 @@ from ..contract import AbstractModel, Groups
 from ..npmle import (
     RESULTS,
     AtomSolution,
+    RowwiseLogLik,
     atom_tangents,
     atoms_at_optimum,
     mixture_rows,
@@ -38,6 +39,16 @@ class ModelAtPoints(eqx.Module):
 
     def __call__(self, params, points):
         return eqx.combine(params, self.static).log_cond_lik(self.data, points)
+
+    def at(self, params) -> RowwiseLogLik:
+        """`points -> (n, k)` at fixed `params`, summed over rows in blocks."""
+        return RowwiseLogLik(
+            eqx.Partial(_log_cond_lik, eqx.combine(params, self.static)), self.data
+        )
+
+
+def _log_cond_lik(model, rows, points):
+    return model.log_cond_lik(rows, points)
 
 
 # Atom slots per group: the NPMLE of the designs measured here needs at most 6.
@@ -195,7 +206,7 @@ def free_atoms_loglik(
 
     def refine(data_g, w_g, grid_probs, u, q, active):
         return refine_atoms(
-            eqx.Partial(ModelAtPoints(static, data_g), frozen),
+            ModelAtPoints(static, data_g).at(frozen),
             w_g,
             jax.lax.stop_gradient(support),
             grid_probs,
