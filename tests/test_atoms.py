@@ -250,3 +250,57 @@ def test_invalid_weights_are_a_status():
     start = jnp.full(FABRIC_GRID.shape, 1.0 / FABRIC_GRID.size)
     sol = refine_atoms(poisson_log_lik, bad, FABRIC_GRID, start)
     assert sol.result == RESULTS.invalid_input
+
+
+def test_row_blocks_and_the_analytic_hessian_match_autodiff_on_all_rows():
+    """`RowwiseLogLik` sums over blocks of rows (n = 50,001: 4 slots take
+    blocks of 32,768 rows, the last one padded): the Newton system and the
+    certificate equal the one-block ones, and the analytic Hessian equals
+    `jax.hessian` of the mixture log-likelihood."""
+    from spmle.npmle import RowwiseLogLik, mixture_loglik
+    from spmle.npmle._atoms import _Atoms, mixture_derivatives
+    from spmle.npmle._continuum import maximise_gradient_function
+
+    rng = np.random.default_rng(3)
+    y = jnp.asarray(np.where(rng.random(50_001) < 0.4, -1.0, 2.0))
+    y = y + jnp.asarray(rng.standard_normal(50_001))
+    w = jnp.asarray(rng.random(50_001))
+
+    def normal(rows, points):
+        return jax.scipy.stats.norm.logpdf(rows[:, None], points[None, :])
+
+    blocked = RowwiseLogLik(normal, y)
+    whole = functools.partial(normal, y)
+    atoms = _Atoms(
+        jnp.array([-1.1, 0.4, 2.0, -6.0]),
+        jnp.array([0.35, 0.05, 0.6, 0.0]),
+        jnp.array([True, True, True, False]),
+    )
+    one = mixture_derivatives(whole, atoms, w)
+    many = mixture_derivatives(blocked, atoms, w)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(many), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-8)
+
+    def value(z):
+        active = atoms.active[:3]
+        return mixture_loglik(lambda _, p: whole(p), None, w, z[:3], z[3:], active)
+
+    z = jnp.concatenate([atoms.u[:3], atoms.q[:3]])
+    hessian = jax.hessian(value)(z)
+    keep = np.r_[0:3, 4:7]
+    np.testing.assert_allclose(
+        np.asarray(one[1])[np.ix_(keep, keep)], hessian, rtol=1e-9, atol=1e-6
+    )
+
+    log_f = jax.nn.logsumexp(whole(atoms.u[:3]) + jnp.log(atoms.q[:3]), axis=1)
+    wn = w / jnp.sum(w)
+
+    def certificate(fn):
+        return maximise_gradient_function(
+            fn, log_f, wn, -3.0, 4.0, num_points=2001, num_maxima=8
+        )
+
+    c_one, c_many = certificate(whole), certificate(blocked)
+    np.testing.assert_allclose(c_one.max_value, c_many.max_value, rtol=1e-12)
+    np.testing.assert_allclose(c_one.resolution, c_many.resolution, rtol=1e-12)
+    np.testing.assert_allclose(c_one.points, c_many.points, atol=1e-9)
