@@ -120,6 +120,8 @@ def linear(args):
                     mean_z=z.mean(axis=0),
                     mc_se=z.std(axis=0, ddof=1) / np.sqrt(reps) if reps > 1 else None,
                     time=float(np.mean(times)),
+                    slowest=float(np.max(times)),
+                    failed=[r + 1 for r, good in enumerate(ok) if not good],
                     first=compile_time,
                 )
                 rows.append(row)
@@ -133,7 +135,8 @@ def _print_row(row):
     print(
         f"n={row['n']:>8} m={row['m']:>4} {row['atoms']:>4} reps={row['reps']:>3} "
         f"ok={row['converged']:>3}  mean z: {z}{mc}  time {row['time']:.2f} s "
-        f"(first {row['first']:.1f} s)",
+        f"(slowest {row['slowest']:.1f} s, first {row['first']:.1f} s)"
+        + (f"  not converged: draws {row['failed']}" if row["failed"] else ""),
         flush=True,
     )
 
