@@ -3,7 +3,7 @@
 Free atoms evaluate `log_lik_fn(points) -> (n, k)` and reduce it over the rows
 (the Newton system's Gram, `D` and its derivatives, the mixture's value). Done on
 all n rows at once, every (n, k) temporary goes through memory: at n = 1e6 with
-8 slots the Newton system took 204 ms, 69 ms in blocks of 10,000 rows whose
+8 slots the Newton system took 210 ms, 53 ms in blocks of 16,384 rows whose
 temporaries stay in cache (`benchmarks/README.md`). A function that says which
 of its inputs are rows (`RowwiseLogLik`) is evaluated so; any other callable in
 one block.
