@@ -279,10 +279,6 @@ def _newton_direction(gradient, hessian, atoms: _Atoms, frozen):
     return step[:k], step[k:], g @ (step * scale)
 
 
-_CRAWL_STEPS = 25
-_CRAWL_DISTANCE = 0.01
-
-
 class _Newton(eqx.Module):
     atoms: _Atoms
     steps: Int[Array, ""]
@@ -421,22 +417,6 @@ def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
         new, em_ok = jax.lax.cond(accepted, lambda: (moved, jnp.array(True)), fallback)
         new = _canonical(new, lower, options["drop"])
         new = _canonical(_merge_closest(new, merge_distance), lower, options["drop"])
-        # Every _CRAWL_STEPS steps, the closest pair within _CRAWL_DISTANCE of the
-        # range merges even if the likelihood drops: two atoms near one that
-        # share its mass lie in a valley so flat that Newton crawls (n = 1e6:
-        # a pair 0.039 apart, D'' = 3e-6, not stationary after 200 steps; merged,
-        # 52 steps and the certificate reached a better optimum). The
-        # certificate adds back any atom the data want.
-        crawling = (state.steps + 1) % _CRAWL_STEPS == 0
-        new = jax.lax.cond(
-            crawling,
-            lambda: _canonical(
-                _merge_closest(new, _CRAWL_DISTANCE * (upper - lower)),
-                lower,
-                options["drop"],
-            ),
-            lambda: new,
-        )
         return _start(new, state.steps + 1, ~accepted & ~em_ok)
 
     def _start(atoms, steps, stuck):
