@@ -17,6 +17,8 @@ API_ANCHORS = [
     "spmle.fit",
     "spmle.fit_mle",
     "spmle.npmle.npmle",
+    "spmle.npmle.refine_atoms",
+    "spmle.npmle.RowwiseLogLik",
     "spmle.profile_loglik",
     "spmle.profile_derivatives",
     "spmle.Results",
