@@ -304,3 +304,53 @@ def test_row_blocks_and_the_analytic_hessian_match_autodiff_on_all_rows():
     np.testing.assert_allclose(c_one.max_value, c_many.max_value, rtol=1e-12)
     np.testing.assert_allclose(c_one.resolution, c_many.resolution, rtol=1e-12)
     np.testing.assert_allclose(c_one.points, c_many.points, atol=1e-9)
+
+
+def test_valley_move_keeps_the_pair_moments_and_never_loses_likelihood():
+    """The valley move redistributes the closest pair along the family with its
+    mass, mean and variance (closed forms), takes the best candidate when told
+    any value will do, and leaves the atoms alone when none beats the present
+    value."""
+    from spmle.npmle._atoms import _VALLEY_SHARES, _Atoms, _mixture, _valley_move
+
+    rng = np.random.default_rng(5)
+    y = jnp.asarray(np.where(rng.random(2_000) < 0.1, 0.6, 0.0))
+    y = y + jnp.asarray(rng.standard_normal(2_000))
+    w = jnp.full(2_000, 1 / 2_000)
+
+    def normal(points):
+        return jax.scipy.stats.norm.logpdf(y[:, None], points[None, :])
+
+    atoms = _Atoms(
+        jnp.array([-3.0, -0.05, 0.1, 3.0]),
+        jnp.array([0.05, 0.6, 0.3, 0.05]),
+        jnp.array([True, True, True, True]),
+    )
+
+    def moments(a):
+        u, q = np.asarray(a.u[1:3]), np.asarray(a.q[1:3])
+        mass = q.sum()
+        mean = q @ u / mass
+        return mass, mean, q @ (u - mean) ** 2 / mass
+
+    value = _mixture(normal, atoms, w)[0]
+    best = _valley_move(normal, atoms, w, -jnp.inf, -5.0, 5.0, 0.0)
+    np.testing.assert_allclose(moments(best), moments(atoms), rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(best.u[np.array([0, 3])], atoms.u[np.array([0, 3])])
+    # The best of the candidates: none of the lighter atom's shares tried beats it.
+    share = 0.3 / 0.9
+    tried = [min(share * f, 0.5) for f in _VALLEY_SHARES] + [0.5 * (share + 0.5), 0.5]
+    values = []
+    for r in tried:
+        spread = np.sqrt(share * (1 - share) * 0.15**2 / (r * (1 - r)))
+        mean = (0.6 * -0.05 + 0.3 * 0.1) / 0.9
+        u = atoms.u.at[1].set(mean - r * spread).at[2].set(mean + (1 - r) * spread)
+        q = atoms.q.at[1].set(0.9 * (1 - r)).at[2].set(0.9 * r)
+        values.append(float(_mixture(normal, _Atoms(u, q, atoms.active), w)[0]))
+    found = float(_mixture(normal, best, w)[0])
+    np.testing.assert_allclose(found, max(values), rtol=1e-13)
+    # Told the best candidate's value, it keeps the atoms as they are.
+    kept = _valley_move(normal, atoms, w, jnp.asarray(found), -5.0, 5.0, 0.0)
+    np.testing.assert_array_equal(kept.u, atoms.u)
+    np.testing.assert_array_equal(kept.q, atoms.q)
+    assert found >= float(value)

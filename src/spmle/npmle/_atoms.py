@@ -129,12 +129,14 @@ def _merge_closest(atoms: _Atoms, distance) -> _Atoms:
     return jax.tree.map(lambda a, b: jnp.where(merge, a, b), merged, atoms)
 
 
-# Newton steps before the first valley move, and between two.
-_VALLEY_AFTER, _VALLEY_EVERY = 8, 4
+# Newton steps before the first valley move, and between two; the pairs it
+# walks are closer than this fraction of the range.
+_VALLEY_AFTER, _VALLEY_EVERY, _VALLEY_DISTANCE = 8, 4, 0.05
 
 # Shares of the pair's mass tried by `_valley_move` for its lighter atom, as
-# multiples of the present share (the last two move towards an even split).
-_VALLEY_SHARES = (0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625)
+# multiples of the present share (at most 1/2; then half-way to an even split,
+# and the even split).
+_VALLEY_SHARES = (4.0, 2.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625)
 
 
 def _valley_move(log_lik_fn, atoms: _Atoms, w, value, lower, upper, slack):
@@ -147,10 +149,10 @@ def _valley_move(log_lik_fn, atoms: _Atoms, w, value, lower, upper, slack):
     likelihood at third order only, so Newton's quadratic model sees no slope
     along it, yet the family curves in `(u, q)`. At n = 1e6 a pair 0.04 apart
     crawled 4e-4 a step along it for 200 steps towards a better optimum (a light
-    atom 0.19 away). This search walks the family in a few likelihood
-    evaluations: the lighter atom's share `r` is halved up to six times, or moved
-    half-way and all the way to an even split, the separation following from
-    `r (1 - r) (b - a)^2 = V`."""
+    atom 0.19 away). This search walks the family in ten likelihood
+    evaluations: the lighter atom's share `r` is doubled, quadrupled (up to 1/2)
+    or halved up to six times, or moved half-way and all the way to an even
+    split, the separation following from `r (1 - r) (b - a)^2 = V`."""
     u, q, active = atoms.u, atoms.q, atoms.active
     both = active[:-1] & active[1:]
     gaps = jnp.where(both, u[1:] - u[:-1], jnp.inf)
@@ -161,7 +163,10 @@ def _valley_move(log_lik_fn, atoms: _Atoms, w, value, lower, upper, slack):
     variance = share * (1.0 - share) * gaps[j] ** 2
     right_lighter = q[j + 1] <= q[j]
     shares = jnp.concatenate(
-        [share * jnp.array(_VALLEY_SHARES), jnp.array([0.5 * (share + 0.5), 0.5])]
+        [
+            jnp.minimum(share * jnp.array(_VALLEY_SHARES), 0.5),
+            jnp.array([0.5 * (share + 0.5), 0.5]),
+        ]
     )
 
     def pair(r):
@@ -475,7 +480,7 @@ def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
         # A run of steps without stationarity and a close pair: walk the pair's
         # flat family (`_valley_move`) every few steps.
         gaps = jnp.diff(new.u)
-        close = jnp.any(new.active[1:] & (gaps < options["valley"] * (upper - lower)))
+        close = jnp.any(new.active[1:] & (gaps < _VALLEY_DISTANCE * (upper - lower)))
         new = jax.lax.cond(
             close & (steps >= _VALLEY_AFTER) & (steps % _VALLEY_EVERY == 0),
             lambda: _canonical(
@@ -500,12 +505,16 @@ def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
         frozen = _frozen(atoms, d1, lower, upper)
         stationarity = _stationarity(atoms, d, d1, frozen)
         du, dq, slope = _newton_direction(gradient, hessian, atoms, frozen)
-        # Stationary to `grad_tol`, or to the certificate's `tol` where Newton's
-        # predicted gain is below the round-off of the value: at n = 1e6 a pair of
-        # atoms 0.03 apart held |D - 1| = 1.2e-10 at a 2e-6 atom through 200
-        # steps, each predicting a gain of 1e-16.
+        # Stationary to `grad_tol`, or to the certificate's `tol` once Newton's
+        # predicted gain (the decrement `slope`) is below the round-off of the
+        # value or 1e-3 of `tol`, the certificate's own bound on the gap in mean
+        # log-likelihood. Near a pair of atoms a few hundredths apart the
+        # likelihood is flat to third order, and at n = 1e6 Newton spent 200
+        # steps predicting gains of 1e-16 (a 2e-6 atom held |D - 1| = 1.2e-10),
+        # and 99 more gaining 1e-12 a step.
+        floor = jnp.maximum(_round_off(value), 1e-3 * options["tol"])
         stationary = (stationarity <= options["grad_tol"]) | (
-            (stationarity <= options["tol"]) & (slope <= _round_off(value))
+            (stationarity <= options["tol"]) & (slope <= floor)
         )
         return _Newton(
             atoms,
@@ -713,7 +722,6 @@ def _refine(
         trust=trust_radius,
         merge=merge_distance,
         drop=drop_tol,
-        valley=0.02,
     )
     num_maxima = max_atoms
 
