@@ -610,7 +610,9 @@ def refine_atoms(
         lower, upper: the latent range (default: the grid's range).
         max_atoms: static number of atom slots K.
         tol: certificate tolerance on `max_V D - 1` and `|D(u_j) - 1|`.
-        grad_tol: Newton's tolerance on the Lagrangian gradient (`stationarity`).
+        grad_tol: Newton's tolerance on the Lagrangian gradient (`stationarity`);
+            Newton also stops once `stationarity <= tol` and its predicted gain
+            in mean log-likelihood is below `1e-3 * tol` (or round-off).
         max_steps: cap on Newton steps over all rounds.
         max_rounds: cap on certificate rounds (each may add atoms).
         num_points: the most points of the certificate grid on `[lower, upper]`:
