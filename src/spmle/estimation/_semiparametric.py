@@ -197,7 +197,9 @@ class ProfileProblem(AbstractProblem):
             return aux.probs
         num_groups = 1 if self.groups is None else self.groups.num_groups
         if self.free:
-            return FreeAtomsStart.cold(num_groups, self.support.shape[0])
+            return FreeAtomsStart.cold(
+                num_groups, self.support.shape[0], point=self.support.shape[1:]
+            )
         # Zeros mean "cold": the solver takes EM steps from uniform weights.
         return jnp.asarray(np.zeros((num_groups, self.support.shape[0])))
 
@@ -325,11 +327,12 @@ class ProfileProblem(AbstractProblem):
 
 
 def _side_by_side(atoms, probs):
-    """`(support (G K,), probs (G, G K))` from each group's (G, K) atoms and
-    weights: one shared support, each group's weights on its own block."""
-    num_groups, k = atoms.shape
+    """`(support (G K,) or (G K, d), probs (G, G K))` from each group's (G, K)
+    or (G, K, d) atoms and (G, K) weights: one shared support, each group's
+    weights on its own block."""
+    num_groups, k = probs.shape
     own = jnp.repeat(jnp.eye(num_groups, dtype=probs.dtype), k, axis=1)
-    return atoms.reshape(-1), own * probs.reshape(1, -1)
+    return atoms.reshape((-1,) + atoms.shape[2:]), own * probs.reshape(1, -1)
 
 
 def _grid_label(support: np.ndarray) -> str:
@@ -353,10 +356,12 @@ def _grid_label(support: np.ndarray) -> str:
 
 def _describe_free(aux: FreeAtomsInfo, support: np.ndarray) -> Description:
     active = np.asarray(aux.atoms.active)
-    support, probs = _side_by_side(
+    atoms, probs = _side_by_side(
         np.asarray(aux.atoms.atoms), np.asarray(aux.atoms.probs)
     )
     keep = active.reshape(-1)
+    # Each atom has a location per latent dimension and a weight.
+    per_atom = 1 + (1 if support.ndim == 1 else support.shape[1])
     ok = bool(aux.converged)
     state = "certified" if ok else "NOT certified"
     num_groups = active.shape[0]
@@ -370,10 +375,8 @@ def _describe_free(aux: FreeAtomsInfo, support: np.ndarray) -> Description:
         f"(max D - 1 = {float(np.max(aux.atoms.gap)):.1e})"
     )
     return Description(
-        mixing=MixingDistribution(
-            np.asarray(support)[keep], np.asarray(probs)[:, keep]
-        ),
-        df_mixing=int(2 * active.sum() - num_groups),
+        mixing=MixingDistribution(np.asarray(atoms)[keep], np.asarray(probs)[:, keep]),
+        df_mixing=int(per_atom * active.sum() - num_groups),
         num_groups=num_groups,
         grid_size=None,
         grid="start: " + _grid_label(support) + "; atoms move within its range",
@@ -480,13 +483,17 @@ def _refit_free(problem: ProfileProblem, run, sawtooth, optimizer, max_steps, gt
 def _edge_mass(support, probs, atoms=None) -> np.ndarray:
     """(G,) the weight (entries above 1e-8) each group's F puts on the edge of
     the support's range: on its end points, or with free `atoms` (shaped like
-    `probs` (G, K), or (K,)) on atoms that reached an end."""
+    `probs` (G, K), or (K,); with a trailing axis d in d >= 2 dimensions) on
+    atoms that reached an end of an axis."""
     support, probs = np.asarray(support), np.asarray(probs)
     if atoms is None:
         edge = _edge_points(support)
     else:
         atoms = np.asarray(atoms)
-        edge = (atoms <= support.min() + 1e-9) | (atoms >= support.max() - 1e-9)
+        lower, upper = support.min(axis=0), support.max(axis=0)
+        edge = (atoms <= lower + 1e-9) | (atoms >= upper - 1e-9)
+        if support.ndim == 2:
+            edge = np.any(edge, axis=-1)
     return np.sum(np.where(edge & (probs > 1e-8), probs, 0.0), axis=1)
 
 

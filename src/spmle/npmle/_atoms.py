@@ -24,12 +24,20 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from .._internal import as_float64, as_weights, compiled
+from ._atoms_nd import (
+    closest_pair,
+    clusters_nd,
+    mixture_derivatives_nd,
+    nearest_distance,
+)
 from ._continuum import (
+    _RESOLUTION,
     LogLikFn,
     column_derivatives,
     gradient_function,
     maximise_gradient_function,
 )
+from ._continuum_nd import gradient_function_nd, maximise_gradient_function_nd
 from ._operator import DenseLikelihood
 from ._rows import over_rows
 from ._solution import RESULTS
@@ -39,12 +47,13 @@ from .solvers import MixSQP
 class AtomSolution(eqx.Module):
     """A mixing distribution with free atoms, and its continuum certificate.
 
-    Slots hold the active atoms first, in increasing order; inactive slots have
+    Slots hold the active atoms first, in increasing order (of the first
+    coordinate in d >= 2); inactive slots have
     `probs = 0`, `active = False` and `atoms = lower` (a finite filler, so that
     the likelihood can be evaluated at every slot).
 
     Attributes:
-        atoms: (K,) atom locations.
+        atoms: (K,) atom locations, (K, d) for a latent in d >= 2 dimensions.
         probs: (K,) atom weights, summing to 1 over the active slots.
         active: (K,) which slots hold an atom.
         loglik: () total log-likelihood `sum_i w_i log sum_j q_j G(y_i, u_j)`.
@@ -59,7 +68,8 @@ class AtomSolution(eqx.Module):
         gap: () `max_V D - 1` over `[lower, upper]`; `W * gap` bounds the
             log-likelihood gap to the NPMLE over the continuum.
         support_residual: () `max_j |D(u_j) - 1|` over the atoms.
-        max_curvature: () `max_j D''(u_j)` over the atoms (negative at a
+        max_curvature: () `max_j D''(u_j)` over the atoms (in d >= 2 the
+            largest eigenvalue of the Hessian of `D`; negative at a
             nondegenerate optimum).
         stationarity: () the largest Lagrangian gradient entry, `|D(u_j) - 1|`
             and `|q_j D'(u_j)|` (the latter for atoms not frozen at a bound).
@@ -69,7 +79,7 @@ class AtomSolution(eqx.Module):
             `max_atoms` slots (re-run with a larger `max_atoms`).
     """
 
-    atoms: Float[Array, " K"]
+    atoms: Float[Array, " K"] | Float[Array, "K d"]
     probs: Float[Array, " K"]
     active: Bool[Array, " K"]
     loglik: Float[Array, ""]
@@ -93,21 +103,30 @@ class AtomSolution(eqx.Module):
 
 
 class _Atoms(eqx.Module):
-    u: Float[Array, " K"]
+    # (K,) for a one-dimensional latent, (K, d) for d >= 2 (`_atoms_nd`).
+    u: Float[Array, " K"] | Float[Array, "K d"]
     q: Float[Array, " K"]
     active: Bool[Array, " K"]
 
 
+def _per_atom(x, u):
+    """`x` (K,) broadcast against atoms `u` (K,) or (K, d)."""
+    return x if u.ndim == 1 else x[:, None]
+
+
 def _canonical(atoms: _Atoms, lower, drop_tol) -> _Atoms:
-    """Drop weights below `drop_tol`, renormalise, sort active atoms first."""
+    """Drop weights below `drop_tol`, renormalise, sort active atoms first (by
+    location, or by the first coordinate in d >= 2)."""
     active = atoms.active & (atoms.q >= drop_tol)
     # The heaviest atom always survives, so a weight vector never empties.
     active = active | (jnp.arange(atoms.q.shape[0]) == jnp.argmax(atoms.q))
     q = jnp.where(active, atoms.q, 0.0)
     q = q / jnp.sum(q)
-    order = jnp.argsort(jnp.where(active, atoms.u, jnp.inf))
+    key = atoms.u if atoms.u.ndim == 1 else atoms.u[:, 0]
+    order = jnp.argsort(jnp.where(active, key, jnp.inf))
     active = active[order]
-    return _Atoms(jnp.where(active, atoms.u[order], lower), q[order], active)
+    u = jnp.where(_per_atom(active, atoms.u), atoms.u[order], lower)
+    return _Atoms(u, q[order], active)
 
 
 def _merge_closest(atoms: _Atoms, distance) -> _Atoms:
@@ -115,16 +134,20 @@ def _merge_closest(atoms: _Atoms, distance) -> _Atoms:
     (weighted-mean location, summed weight): two coincident atoms share one
     likelihood column, leaving the Newton system singular."""
     u, q, active = atoms.u, atoms.q, atoms.active
-    both = active[:-1] & active[1:]
-    gaps = jnp.where(both, u[1:] - u[:-1], jnp.inf)
-    j = jnp.argmin(gaps)
-    merge = gaps[j] < distance
-    mass = q[j] + q[j + 1]
-    location = (q[j] * u[j] + q[j + 1] * u[j + 1]) / jnp.where(mass > 0, mass, 1.0)
+    if u.ndim == 1:
+        both = active[:-1] & active[1:]
+        gaps = jnp.where(both, u[1:] - u[:-1], jnp.inf)
+        j = jnp.argmin(gaps)
+        other, gap = j + 1, gaps[j]
+    else:
+        j, other, gap = closest_pair(u, active)
+    merge = gap < distance
+    mass = q[j] + q[other]
+    location = (q[j] * u[j] + q[other] * u[other]) / jnp.where(mass > 0, mass, 1.0)
     merged = _Atoms(
         u.at[j].set(location),
-        q.at[j].set(mass).at[j + 1].set(0.0),
-        active.at[j + 1].set(False),
+        q.at[j].set(mass).at[other].set(0.0),
+        active.at[other].set(False),
     )
     return jax.tree.map(lambda a, b: jnp.where(merge, a, b), merged, atoms)
 
@@ -256,12 +279,14 @@ def _newton_system(log_lik_fn, atoms: _Atoms, w):
     def system(part):
         size = part.q.shape[0]
         gradient, hessian, (d, d1, d2), value = mixture_derivatives(log_lik_fn, part, w)
-        slots = jnp.concatenate([jnp.arange(size), k + jnp.arange(size)])
-        gradient = jnp.zeros(2 * k).at[slots].set(gradient)
-        hessian = jnp.zeros((2 * k, 2 * k)).at[slots[:, None], slots].set(hessian)
+        dim = 1 if part.u.ndim == 1 else part.u.shape[1]
+        slots = jnp.concatenate([jnp.arange(size * dim), k * dim + jnp.arange(size)])
+        width = k * (dim + 1)
+        gradient = jnp.zeros(width).at[slots].set(gradient)
+        hessian = jnp.zeros((width, width)).at[slots[:, None], slots].set(hessian)
 
         def pad(x):
-            return jnp.zeros(k).at[:size].set(x)
+            return jnp.zeros((k,) + x.shape[1:]).at[:size].set(x)
 
         return gradient, hessian, (pad(d), pad(d1), pad(d2)), value
 
@@ -273,7 +298,10 @@ def mixture_derivatives(log_lik_fn, atoms: _Atoms, w):
     `value = sum_i w_i log sum_j q_j exp(log_lik_fn(u)_ij)` in `z = (u, q)` over
     the active slots (zero rows and columns elsewhere), analytically: one pass
     over the rows (in blocks for a `RowwiseLogLik`), where `jax.hessian` would
-    take 2K."""
+    take 2K. In d >= 2 dimensions `z = (u flattened row-major, q)`, with `D'`
+    (K, d) and `D''` (K, d, d) (`_atoms_nd.mixture_derivatives_nd`)."""
+    if atoms.u.ndim == 2:
+        return mixture_derivatives_nd(log_lik_fn, atoms.u, atoms.q, atoms.active, w)
     q = atoms.q
     k = q.shape[0]
     log_q = jnp.where(atoms.active, jnp.log(q), -jnp.inf)
@@ -300,17 +328,18 @@ def mixture_derivatives(log_lik_fn, atoms: _Atoms, w):
 
 
 def _frozen(atoms: _Atoms, d1, lower, upper):
-    """Atoms on a bound of the range whose derivative points outwards."""
-    return atoms.active & (
+    """Atom coordinates on a bound of the range whose derivative points
+    outwards (shaped like `atoms.u`)."""
+    return _per_atom(atoms.active, atoms.u) & (
         ((atoms.u <= lower) & (d1 < 0)) | ((atoms.u >= upper) & (d1 > 0))
     )
 
 
 def _stationarity(atoms: _Atoms, d, d1, frozen):
-    moving = atoms.active & ~frozen
+    moving = _per_atom(atoms.active, atoms.u) & ~frozen
     return jnp.maximum(
         jnp.max(jnp.where(atoms.active, jnp.abs(d - 1.0), 0.0)),
-        jnp.max(jnp.where(moving, jnp.abs(atoms.q * d1), 0.0)),
+        jnp.max(jnp.where(moving, jnp.abs(_per_atom(atoms.q, atoms.u) * d1), 0.0)),
     )
 
 
@@ -318,18 +347,23 @@ def _newton_direction(gradient, hessian, atoms: _Atoms, frozen):
     """An ascent direction from the Hessian reduced to `sum q = 0`, its
     eigenvalues made negative (flipped, or clipped away from 0)."""
     k = atoms.q.shape[0]
-    free = jnp.concatenate([atoms.active & ~frozen, atoms.active])
+    shape = atoms.u.shape
+    moving = (_per_atom(atoms.active, atoms.u) & ~frozen).reshape(-1)
+    free = jnp.concatenate([moving, atoms.active])
     # The u rows scale with q_j (an eigenvalue ~ q_j D''): scaling them by
     # q_j^(-1/2) keeps a light atom's curvature visible to the clip.
-    scale = jnp.concatenate([jnp.sqrt(jnp.maximum(atoms.q, 1e-300)), jnp.ones(k)])
+    root_q = jnp.sqrt(jnp.maximum(atoms.q, 1e-300))
+    root_q = jnp.broadcast_to(_per_atom(root_q, atoms.u), shape).reshape(-1)
+    scale = jnp.concatenate([root_q, jnp.ones(k)])
+    size = root_q.shape[0]
     g = jnp.where(free, gradient / scale, 0.0)
     h = hessian / (scale[:, None] * scale[None, :])
     h = jnp.where(free[:, None] & free[None, :], h, 0.0) - jnp.diag(
         jnp.where(free, 0.0, 1.0)
     )
-    a = jnp.concatenate([jnp.zeros(k), atoms.active.astype(g.dtype)])
+    a = jnp.concatenate([jnp.zeros(size), atoms.active.astype(g.dtype)])
     a = a / jnp.linalg.norm(a)
-    project = jnp.eye(2 * k) - jnp.outer(a, a)
+    project = jnp.eye(size + k) - jnp.outer(a, a)
     g = project @ g
     big = 1.0 + jnp.max(jnp.abs(h))
     # The constraint direction gets a large negative eigenvalue of its own, so
@@ -340,7 +374,7 @@ def _newton_direction(gradient, hessian, atoms: _Atoms, frozen):
     magnitude = jnp.maximum(jnp.abs(values), floor)
     step = vectors @ ((vectors.T @ g) / magnitude)
     step = jnp.where(free, step, 0.0) / scale
-    return step[:k], step[k:], g @ (step * scale)
+    return step[:size].reshape(shape), step[size:], g @ (step * scale)
 
 
 class _Newton(eqx.Module):
@@ -365,8 +399,11 @@ def _round_off(value):
 
 def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
     """Newton steps until stationary, stuck, or the step budget is spent."""
-    radius_cap = options["trust"] * (upper - lower)
-    merge_distance = options["merge"] * (upper - lower)
+    one_dimensional = atoms.u.ndim == 1
+    # The range's length, or the box's diagonal in d >= 2.
+    span = upper - lower if one_dimensional else jnp.linalg.norm(upper - lower)
+    radius_cap = options["trust"] * span
+    merge_distance = options["merge"] * span
 
     def cond(state: _Newton):
         return ~state.stationary & ~state.stuck & (state.steps < step_cap)
@@ -383,16 +420,20 @@ def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
         # Trust radius: never past half the gap to the neighbour an atom moves
         # towards, never beyond the cap.
         u, active = atoms.u, atoms.active
-        gaps = jnp.where(active[:-1] & active[1:], u[1:] - u[:-1], jnp.inf)
-        room = 0.5 * jnp.where(
-            du > 0,
-            jnp.concatenate([gaps, jnp.array([jnp.inf])]),
-            jnp.concatenate([jnp.array([jnp.inf]), gaps]),
-        )
+        if one_dimensional:
+            gaps = jnp.where(active[:-1] & active[1:], u[1:] - u[:-1], jnp.inf)
+            room = 0.5 * jnp.where(
+                du > 0,
+                jnp.concatenate([gaps, jnp.array([jnp.inf])]),
+                jnp.concatenate([jnp.array([jnp.inf]), gaps]),
+            )
+            move = jnp.abs(du)
+        else:
+            # In d >= 2, never past half the distance to the nearest atom.
+            room = 0.5 * nearest_distance(u, active)
+            move = jnp.linalg.norm(du, axis=1)
         radius = jnp.minimum(room, radius_cap)
-        t_trust = jnp.min(
-            jnp.where(jnp.abs(du) > 0, radius / jnp.maximum(jnp.abs(du), 1e-300), 1.0)
-        )
+        t_trust = jnp.min(jnp.where(move > 0, radius / jnp.maximum(move, 1e-300), 1.0))
         # Fraction to the boundary: a weight keeps at least 1% of itself.
         t_bound = jnp.min(
             jnp.where(active & (dq < 0), 0.99 * atoms.q / jnp.maximum(-dq, 1e-300), 1.0)
@@ -477,8 +518,10 @@ def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
         new = _canonical(new, lower, options["drop"])
         new = _canonical(_merge_closest(new, merge_distance), lower, options["drop"])
         steps = state.steps + 1
+        if not one_dimensional:
+            return _start(new, steps, ~accepted & ~em_ok)
         # A run of steps without stationarity and a close pair: walk the pair's
-        # flat family (`_valley_move`) every few steps.
+        # flat family (`_valley_move`) every few steps (one dimension only).
         gaps = jnp.diff(new.u)
         close = jnp.any(new.active[1:] & (gaps < _VALLEY_DISTANCE * (upper - lower)))
         new = jax.lax.cond(
@@ -560,7 +603,7 @@ def _add_atoms(log_lik_fn, atoms: _Atoms, weights, candidates, wanted, lower, to
         (wanted_rank[None, :] == free_rank[:, None]) & wanted[None, :], axis=1
     )
     take = free & (free_rank < num_wanted)
-    u = jnp.where(take, candidates[source], atoms.u)
+    u = jnp.where(_per_atom(take, atoms.u), candidates[source], atoms.u)
     active = atoms.active | take
     log_lik = jnp.where(active[None, :], log_lik_fn(u), -jnp.inf)
     solution = MixSQP(tol=tol * 1e-2).solve(
@@ -593,11 +636,19 @@ def refine_atoms(
     | None = None,
     certify: bool = True,
 ) -> AtomSolution:
-    """The NPMLE of a one-dimensional mixing distribution over `[lower, upper]`,
-    with atoms free to move, refined from a grid solution at fixed parameters.
+    """The NPMLE of a mixing distribution over `[lower, upper]` (a box in d >= 2
+    dimensions), with atoms free to move, refined from a grid solution at fixed
+    parameters.
+
+    In d >= 2 dimensions points are (k, d) arrays: atoms start at the weighted
+    means of connected clusters of grid weight, each atom's Newton block is
+    d x d, atoms merge by Euclidean distance, the certificate grid is a product
+    grid over the box (32 points per axis, 128 where a row likelihood is
+    narrower than 4 of its spacings) with Newton ascent on `D` in each cell of
+    its best local maxima, and the valley move is left out.
 
     Args:
-        log_lik_fn: `points (k,) -> (n, k)` log-likelihoods of the n
+        log_lik_fn: `points (k,) or (k, d) -> (n, k)` log-likelihoods of the n
             observations at arbitrary latent points, column `j` depending on
             `points[j]` only and twice differentiable in it (pure JAX). A
             `spmle.npmle.RowwiseLogLik` says which of its inputs are the rows:
@@ -605,9 +656,11 @@ def refine_atoms(
             Newton system 4x faster at n = 1e6), with temporaries independent
             of n.
         weights: optional (n,) nonnegative row weights (default all 1).
-        grid: (m,) the grid of a grid NPMLE (any order).
+        grid: (m,) or (m, d) the grid of a grid NPMLE (any order; in d >= 2,
+            e.g. a `spmle.Grid.product`).
         grid_probs: (m,) its weights, e.g. `spmle.npmle(...).probs`.
-        lower, upper: the latent range (default: the grid's range).
+        lower, upper: the latent range (default: the grid's range), (d,) each
+            in d >= 2.
         max_atoms: static number of atom slots K.
         tol: certificate tolerance on `max_V D - 1` and `|D(u_j) - 1|`.
         grad_tol: Newton's tolerance on the Lagrangian gradient (`stationarity`);
@@ -619,12 +672,15 @@ def refine_atoms(
             it starts at 128 and takes as many more as keep the grid spacing
             within a quarter of the narrowest row likelihood width (no bump of
             `D` is narrower). Keep `resolution <= 1/4` in the answer; raise
-            `num_points` if not.
+            `num_points` if not. In d >= 2 the product grid has at most
+            `16 num_points` points.
         cluster_threshold: grid weights above it start atoms.
         drop_tol: atoms lighter than this are dropped.
-        merge_distance: atoms closer than this times `upper - lower` merge.
-        trust_radius: cap on one Newton move of an atom, times `upper - lower`.
-        start: optional `(atoms, probs, active)`, each (max_atoms,), to start
+        merge_distance: atoms closer than this times `upper - lower` (the box's
+            diagonal in d >= 2) merge.
+        trust_radius: cap on one Newton move of an atom, times the same length.
+        start: optional `(atoms, probs, active)`, (max_atoms,) each (atoms
+            (max_atoms, d) in d >= 2), to start
             from instead of the grid's clusters, e.g. an `AtomSolution`'s at
             nearby parameters (no active slot means a cold start). The answer
             is the certified NPMLE either way; a start near it saves most
@@ -655,25 +711,32 @@ def refine_atoms(
     """
     grid = as_float64(grid, "grid")
     grid_probs = as_float64(grid_probs, "grid_probs")
-    if grid.ndim != 1 or grid_probs.shape != grid.shape:
+    if grid.ndim not in (1, 2) or grid_probs.shape != grid.shape[:1]:
         raise ValueError(
-            f"`grid` and `grid_probs` must be (m,) vectors of one length; got "
-            f"{grid.shape} and {grid_probs.shape}."
+            f"`grid` must be (m,) or (m, d) points and `grid_probs` (m,) weights; "
+            f"got {grid.shape} and {grid_probs.shape}."
         )
-    lower = jnp.min(grid) if lower is None else jnp.asarray(lower, grid.dtype)
-    upper = jnp.max(grid) if upper is None else jnp.asarray(upper, grid.dtype)
+    point = grid.shape[1:]
+    lower = jnp.min(grid, 0) if lower is None else jnp.asarray(lower, grid.dtype)
+    upper = jnp.max(grid, 0) if upper is None else jnp.asarray(upper, grid.dtype)
+    if lower.shape != point or upper.shape != point:
+        raise ValueError(
+            f"`lower` and `upper` must have the shape {point} of one grid point; "
+            f"got {lower.shape} and {upper.shape}."
+        )
     n = jax.eval_shape(log_lik_fn, grid[:2]).shape[0]
     weights = as_weights(weights, n, "log_lik_fn")
     if start is None:
         start = (
-            jnp.full((max_atoms,), lower),
+            jnp.broadcast_to(lower, (max_atoms,) + point),
             jnp.zeros((max_atoms,)),
             jnp.zeros((max_atoms,), bool),
         )
-    elif any(x.shape != (max_atoms,) for x in start):
+    elif [x.shape for x in start] != [(max_atoms,) + point] + [(max_atoms,)] * 2:
         raise ValueError(
-            f"`start` must be three ({max_atoms},) arrays (`max_atoms` slots); got "
-            f"shapes {[x.shape for x in start]}."
+            f"`start` must be `(atoms {(max_atoms,) + point}, probs ({max_atoms},), "
+            f"active ({max_atoms},))` (`max_atoms` slots); got shapes "
+            f"{[x.shape for x in start]}."
         )
     settings = dict(
         max_atoms=max_atoms,
@@ -726,8 +789,57 @@ def _refine(
         drop=drop_tol,
     )
     num_maxima = max_atoms
+    point = grid.shape[1:]
 
-    atoms, overflow = _clusters(grid, grid_probs, max_atoms, cluster_threshold)
+    if grid.ndim == 1:
+        atoms, overflow = _clusters(grid, grid_probs, max_atoms, cluster_threshold)
+
+        def certificate(log_f):
+            return maximise_gradient_function(
+                log_lik_fn,
+                log_f,
+                w,
+                lower,
+                upper,
+                num_points=num_points,
+                num_maxima=num_maxima,
+            )
+
+        def at_atoms(u, log_f):
+            return gradient_function(log_lik_fn, u, log_f, w)
+
+    else:
+        u, q, active, overflow = clusters_nd(
+            grid, grid_probs, max_atoms, cluster_threshold
+        )
+        atoms = _Atoms(u, q, active)
+        # Points per axis: 32, and 128 where those leave the resolution above
+        # 1/4 (a row likelihood narrower than 4 grid spacings), as far as
+        # `num_points` allows 16 times its count (the 1-D grid refines likewise).
+        sizes = [s for s in (32, 128) if s ** point[0] <= 16 * num_points] or [32]
+
+        def certificate(log_f):
+            def on(size):
+                return lambda: maximise_gradient_function_nd(
+                    log_lik_fn,
+                    log_f,
+                    w,
+                    lower,
+                    upper,
+                    points_per_axis=size,
+                    num_maxima=num_maxima,
+                )
+
+            coarse = on(sizes[0])()
+            if len(sizes) == 1:
+                return coarse
+            return jax.lax.cond(
+                coarse.resolution <= _RESOLUTION, lambda: coarse, on(sizes[1])
+            )
+
+        def at_atoms(u, log_f):
+            return gradient_function_nd(log_lik_fn, u, log_f, w)
+
     # A warm start (atoms at nearby parameters) replaces the grid's clusters.
     warm = _Atoms(*start)
     use_warm = jnp.any(warm.active)
@@ -760,16 +872,8 @@ def _refine(
         )
         atoms = newton.atoms
         _, log_f = _mixture(log_lik_fn, atoms, w)
-        maximum = maximise_gradient_function(
-            log_lik_fn,
-            log_f,
-            w,
-            lower,
-            upper,
-            num_points=num_points,
-            num_maxima=num_maxima,
-        )
-        d, _, _ = gradient_function(log_lik_fn, atoms.u, log_f, w)
+        maximum = certificate(log_f)
+        d, _, _ = at_atoms(atoms.u, log_f)
         support = jnp.max(jnp.where(atoms.active, jnp.abs(d - 1.0), 0.0))
         gap = maximum.max_value - 1.0
         stationary = newton.stationary
@@ -799,7 +903,7 @@ def _refine(
         atoms=atoms,
         steps=jnp.array(0),
         rounds=jnp.array(0),
-        candidates=jnp.zeros(num_maxima),
+        candidates=jnp.zeros((num_maxima,) + point),
         wanted=jnp.zeros(num_maxima, bool),
         done=jnp.array(False),
         certified=jnp.array(False),
@@ -826,7 +930,10 @@ def _refine(
         )
     atoms = final.atoms
     _, log_f = _mixture(log_lik_fn, atoms, w)
-    d, _, d2 = gradient_function(log_lik_fn, atoms.u, log_f, w)
+    d, _, d2 = at_atoms(atoms.u, log_f)
+    if d2.ndim == 3:
+        # In d >= 2, the largest eigenvalue of each atom's D'' (K, d, d).
+        d2 = jnp.linalg.eigvalsh(d2)[:, -1]
     support = jnp.max(jnp.where(atoms.active, jnp.abs(d - 1.0), 0.0))
     curvature = jnp.max(jnp.where(atoms.active, d2, -jnp.inf))
     loglik = jnp.dot(weights, log_f)

@@ -85,12 +85,16 @@ def atom_tangents(
     tangents include the atoms' response too."""
     t_params = jax.tree.map(lambda _: None, params) if t_params is None else t_params
     t_weights = jnp.zeros_like(weights) if t_weights is None else t_weights
+    # Atoms (k,), or (k, d) for a latent in d >= 2 dimensions: z = (atoms
+    # flattened row-major, probs).
     k = atoms.shape[0]
+    size = atoms.size
 
     def value(z, params, weights):
-        return mixture_loglik(log_lik_fn, params, weights, z[:k], z[k:], active)
+        points = z[:size].reshape(atoms.shape)
+        return mixture_loglik(log_lik_fn, params, weights, points, z[size:], active)
 
-    z = jnp.concatenate([atoms, probs])
+    z = jnp.concatenate([atoms.reshape(-1), probs])
     gradient = jax.grad(value)
 
     def mixed(params, weights):
@@ -98,27 +102,27 @@ def atom_tangents(
 
     _, change = eqx.filter_jvp(mixed, (params, weights), (t_params, t_weights))
     change = jnp.zeros_like(z) if change is None else change
-    # The (2k, 2k) Hessian in z analytically, in one pass over the rows: through
+    # The Hessian in z analytically, in one pass over the rows: through
     # `jax.hessian` it took 2k passes, 20 s of a 1e6-row fit's exact Hessian.
     curvature = mixture_derivatives(
         lambda points: log_lik_fn(params, points),
         _Atoms(atoms, jnp.where(active, probs, 0.0), active),
         weights,
     )[1]
-    keep = jnp.concatenate([active, active])
-    border = jnp.concatenate([jnp.zeros(k), active.astype(z.dtype)])
-    size = 2 * k
+    keep = jnp.concatenate([jnp.repeat(active, size // k), active])
+    border = jnp.concatenate([jnp.zeros(size), active.astype(z.dtype)])
+    width = size + k
     block = jnp.where(keep[:, None] & keep[None, :], curvature, 0.0) + jnp.diag(
         jnp.where(keep, 0.0, 1.0)
     )
-    bordered = jnp.zeros((size + 1, size + 1), z.dtype)
+    bordered = jnp.zeros((width + 1, width + 1), z.dtype)
     bordered = (
-        (bordered.at[:size, :size].set(block).at[:size, size].set(border))
-        .at[size, :size]
+        (bordered.at[:width, :width].set(block).at[:width, width].set(border))
+        .at[width, :width]
         .set(border)
     )
     rhs = jnp.concatenate([jnp.where(keep, -change, 0.0), jnp.zeros(1)])
-    t_z = jnp.where(keep, symmetric_solve(bordered, rhs[:, None])[:size, 0], 0.0)
+    t_z = jnp.where(keep, symmetric_solve(bordered, rhs[:, None])[:width, 0], 0.0)
     # Envelope theorem: the optimum's own change does not move the value.
     _, t_loglik = eqx.filter_jvp(
         lambda params, weights: value(z, params, weights),
@@ -126,4 +130,4 @@ def atom_tangents(
         (t_params, t_weights),
     )
     t_loglik = jnp.zeros((), z.dtype) if t_loglik is None else t_loglik
-    return t_z[:k], t_z[k:], t_loglik
+    return t_z[:size].reshape(atoms.shape), t_z[size:], t_loglik

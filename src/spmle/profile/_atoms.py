@@ -73,9 +73,22 @@ class FreeAtomsStart(eqx.Module):
     certify: bool = eqx.field(static=True, default=True)
 
     @classmethod
-    def cold(cls, num_groups: int, grid_size: int, max_atoms: int = MAX_ATOMS):
+    def cold(
+        cls,
+        num_groups: int,
+        grid_size: int,
+        max_atoms: int = MAX_ATOMS,
+        point: tuple[int, ...] = (),
+    ):
+        """No atoms yet: (G, K) slots, each atom of shape `point` (`()` for a
+        one-dimensional latent, `(d,)` for d >= 2)."""
         zeros = jnp.zeros((num_groups, max_atoms))
-        return cls(jnp.zeros((num_groups, grid_size)), zeros, zeros, zeros.astype(bool))
+        return cls(
+            jnp.zeros((num_groups, grid_size)),
+            jnp.zeros((num_groups, max_atoms) + point),
+            zeros,
+            zeros.astype(bool),
+        )
 
     @classmethod
     def from_info(cls, info: "FreeAtomsInfo", certify: bool = True) -> "FreeAtomsStart":
@@ -180,19 +193,20 @@ def free_atoms_loglik(
     init=None,
     max_atoms: int = MAX_ATOMS,
 ) -> tuple[Float[Array, ""], FreeAtomsInfo]:
-    """`(L*, info)` over the continuum `[min support, max support]`, one mixing
-    distribution per group. `grid_likelihood()` builds the grid's likelihood
-    operator, called only where the grid solves run (not from a trusted start).
-    `init` is None, the grid solves' (G, m) starting weights, or a
-    `FreeAtomsStart` (the atoms at nearby parameters as well)."""
-    if support.ndim != 1:
+    """`(L*, info)` over the continuum `[min support, max support]` (a box, for
+    an (m, d) support), one mixing distribution per group. `grid_likelihood()`
+    builds the grid's likelihood operator, called only where the grid solves run
+    (not from a trusted start). `init` is None, the grid solves' (G, m) starting
+    weights, or a `FreeAtomsStart` (the atoms at nearby parameters as well)."""
+    if support.ndim not in (1, 2):
         raise ValueError(
-            "atoms='free' needs a one-dimensional latent (an (m,) support); use "
-            "atoms='grid' for a product grid."
+            f"atoms='free' needs an (m,) or (m, d) support; got {support.shape}."
         )
     if not isinstance(init, FreeAtomsStart):
         num_groups = 1 if groups is None else groups.num_groups
-        cold = FreeAtomsStart.cold(num_groups, support.shape[0], max_atoms)
+        cold = FreeAtomsStart.cold(
+            num_groups, support.shape[0], max_atoms, support.shape[1:]
+        )
         init = cold if init is None else eqx.tree_at(lambda s: s.grid_probs, cold, init)
     if init.certify:
         solutions = solve_groups(
