@@ -560,9 +560,10 @@ def fit(
             the support points; `"free"` starts there and lets F's atoms move
             with theta (see `spmle.profile_loglik`), so that the standard errors
             of parameters that shift or scale the latent are the smooth
-            profile's (docs/inference.md: the sawtooth; one-dimensional latents,
-            with or without groups). `"auto"` fits on the grid, checks it for
-            the sawtooth, and where it finds one (one-dimensional latents) fits
+            profile's (docs/inference.md: the sawtooth; latents in one or two
+            dimensions, with or without groups). `"auto"` fits on the grid,
+            checks it for the sawtooth, and where it finds one (one-dimensional
+            latents) fits
             again with free atoms from the grid's estimate, saying so in
             `summary()`; where the refit fails, the grid fit stands with its
             warnings.

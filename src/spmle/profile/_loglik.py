@@ -140,11 +140,11 @@ def profile_loglik(
             checks the grid fit for a sawtooth) keeps F on the support points;
             `"free"` starts there and refines to atoms that move with the
             parameters (the NPMLE over the continuum `[min support, max
-            support]`, certified there): then the profile is smooth in
-            parameters that shift or scale the latent, and `info` is a
-            `FreeAtomsInfo`. One-dimensional latents (with or without groups),
-            for models whose `log_cond_lik` is differentiable in the support
-            point.
+            support]`, or over the box a (m, d) support spans, certified
+            there): then the profile is smooth in parameters that shift or
+            scale the latent, and `info` is a `FreeAtomsInfo`. Latents in one
+            dimension or more (with or without groups), for models whose
+            `log_cond_lik` is differentiable in the support point.
 
     Returns:
         `(loglik, info)`: the total `sum_i w_i log sum_k exp(l_ik) p_gk` at the
