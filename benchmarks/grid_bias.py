@@ -7,6 +7,7 @@ Run on demand (not a test):
     python benchmarks/grid_bias.py linear [--n 1e4 1e5 1e6] [--m 31 75 121]
         [--reps 20] [--reps-large 1]
     python benchmarks/grid_bias.py fabric [--reps 200]
+    python benchmarks/grid_bias.py slopes [--n 1e3 1e4] [--reps 10]
 
 `linear`: the spmlex README design (LinearFactor, T = 3, X* on {-3, 0, 5} with
 weights (0.3, 0.5, 0.2), loadings (1.5, 0.3), log sigma (0, 0.2, -0.3)), fitted
@@ -29,6 +30,12 @@ through `spmle.fit` on a range wide enough for the profile (`arange(-12, 4.05,
 profile inside the interval), grid and free atoms: coverage of the Wald and of
 the likelihood-ratio interval (`conf_int(kind="profile")`), their median
 widths, and how often the profile reached the range's edge.
+
+`slopes`: random intercepts and slopes (RandomSlopes, T = 5, z and one covariate
+standard normal, sigma 0.7, beta 0.5, (a, b) on three atoms off the grid:
+(-1.03, 0.47), (0.91, -0.62), (0.2, 1.13) with weights (0.4, 0.35, 0.25)), fitted
+on the 13 x 13 product grid over [-3, 3]^2 (m = 169), F on the grid and free
+atoms started there; the table of `linear` for log_sigma and beta[0].
 """
 
 import argparse
@@ -48,6 +55,8 @@ NAMES = ["loadings[0]", "loadings[1]", "log_sigma[0]", "log_sigma[1]", "log_sigm
 FABRIC_BETA = 0.7991385326222606
 FABRIC_ATOMS = [-3.1280732192570992, -2.3621347396246826]
 FABRIC_WEIGHTS = [0.7973733968055908, 0.20262660319440917]
+SLOPES_ATOMS = np.array([[-1.03, 0.47], [0.91, -0.62], [0.2, 1.13]])
+SLOPES_WEIGHTS = [0.4, 0.35, 0.25]
 
 
 def _fitter(start, support, atoms):
@@ -78,6 +87,36 @@ def _timed(fn, *args):
     return [np.asarray(x) for x in out], time.perf_counter() - start
 
 
+def _replicate(fit, draw, theta, reps, **labels):
+    """Fit `draw(r)` for r = 0, ..., reps (draw 0 compiles and is not timed) and
+    print the row of mean `(estimate - theta) / SE`; None when reps is 0."""
+    if reps == 0:
+        return None
+    z, times, ok = [], [], []
+    for r in range(reps + 1):
+        (est, se, converged), elapsed = _timed(fit, draw(r))
+        if r == 0:
+            compile_time = elapsed
+            continue
+        z.append((est - theta) / se)
+        times.append(elapsed)
+        ok.append(bool(converged))
+    z = np.array(z)
+    row = dict(
+        **labels,
+        reps=reps,
+        converged=int(np.sum(ok)),
+        mean_z=z.mean(axis=0),
+        mc_se=z.std(axis=0, ddof=1) / np.sqrt(reps) if reps > 1 else None,
+        time=float(np.mean(times)),
+        slowest=float(np.max(times)),
+        failed=[r + 1 for r, good in enumerate(ok) if not good],
+        first=compile_time,
+    )
+    _print_row(row)
+    return row
+
+
 def linear(args):
     import spmle
 
@@ -92,41 +131,59 @@ def linear(args):
         for m in args.m:
             grid = jnp.linspace(-6.0, 6.0, m)
             for atoms in ("grid", "free"):
-                fit = _fitter(start, grid, atoms)
-                z, times, ok = [], [], []
-                for r in range(reps + 1):  # draw 0 compiles and is not timed
-                    data = truth.simulate(
+                row = _replicate(
+                    _fitter(start, grid, atoms),
+                    lambda r, n=n: truth.simulate(
                         jax.random.key(1000 * args.seed + r),
                         jnp.array(LINEAR_ATOMS),
                         jnp.array(LINEAR_WEIGHTS),
                         n,
-                    )
-                    (est, se, converged), elapsed = _timed(fit, data)
-                    if r == 0 and reps > 0:
-                        compile_time = elapsed
-                        continue
-                    z.append((est - theta) / se)
-                    times.append(elapsed)
-                    ok.append(bool(converged))
-                if reps == 0:
-                    continue
-                z = np.array(z)
-                row = dict(
+                    ),
+                    theta,
+                    reps,
                     n=n,
                     m=m,
                     atoms=atoms,
-                    reps=reps,
-                    converged=int(np.sum(ok)),
-                    mean_z=z.mean(axis=0),
-                    mc_se=z.std(axis=0, ddof=1) / np.sqrt(reps) if reps > 1 else None,
-                    time=float(np.mean(times)),
-                    slowest=float(np.max(times)),
-                    failed=[r + 1 for r, good in enumerate(ok) if not good],
-                    first=compile_time,
                 )
-                rows.append(row)
-                _print_row(row)
+                if row is not None:
+                    rows.append(row)
     return rows
+
+
+def slopes(args):
+    import spmle
+
+    periods = 5
+    truth = spmle.models.RandomSlopes(jnp.array(np.log(0.7)), jnp.array([0.5]))
+    start = spmle.models.RandomSlopes(jnp.array(0.0), jnp.array([0.0]))
+    axis = np.linspace(-3.0, 3.0, 13)
+    grid = spmle.Grid.product(axis, axis).points
+    theta = np.array([np.log(0.7), 0.5])
+
+    def draw(r, n):
+        rng = np.random.default_rng([args.seed, r])
+        latent = SLOPES_ATOMS[rng.choice(3, size=n, p=SLOPES_WEIGHTS)]
+        return truth.simulate(
+            jax.random.key(1000 * args.seed + r),
+            jnp.asarray(latent),
+            regressor=jnp.asarray(rng.standard_normal((n, periods))),
+            covariates=jnp.asarray(rng.standard_normal((n, periods, 1))),
+        )
+
+    rows = (
+        _replicate(
+            _fitter(start, grid, atoms),
+            lambda r, n=n: draw(r, n),
+            theta,
+            args.reps,
+            n=n,
+            m=grid.shape[0],
+            atoms=atoms,
+        )
+        for n in [int(float(x)) for x in args.n]
+        for atoms in ("grid", "free")
+    )
+    return [row for row in rows if row is not None]
 
 
 def _print_row(row):
@@ -257,8 +314,8 @@ def _print_profile_coverage(profiled, reps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("design", choices=["linear", "fabric"])
-    parser.add_argument("--n", nargs="+", default=["1e4", "1e5", "1e6"])
+    parser.add_argument("design", choices=["linear", "fabric", "slopes"])
+    parser.add_argument("--n", nargs="+", default=None)
     parser.add_argument("--m", nargs="+", type=int, default=[31, 75, 121])
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--reps-large", type=int, default=1)
@@ -267,7 +324,12 @@ def main():
     jax.config.update("jax_enable_x64", True)
     if args.design == "linear":
         args.reps = 20 if args.reps is None else args.reps
+        args.n = ["1e4", "1e5", "1e6"] if args.n is None else args.n
         linear(args)
+    elif args.design == "slopes":
+        args.reps = 10 if args.reps is None else args.reps
+        args.n = ["1e3", "1e4"] if args.n is None else args.n
+        slopes(args)
     else:
         args.reps = 200 if args.reps is None else args.reps
         fabric(args)
