@@ -1,4 +1,4 @@
-"""Free-atom NPMLE at fixed parameters, for a one-dimensional latent.
+"""Free-atom NPMLE at fixed parameters.
 
 On a fixed grid the NPMLE pins its atoms to grid points. `refine_atoms` starts
 from a certified grid solution and lets the atoms move (FREE_ATOMS.md, section 1):
@@ -13,6 +13,13 @@ from a certified grid solution and lets the atoms move (FREE_ATOMS.md, section 1
    continuum (`_continuum`); every local maximum with `D > 1 + tol` joins the
    atoms at weight 0, the weights of the enlarged set are re-solved by mixSQP,
    and Newton resumes.
+
+Newton stops once stationary, or within the certificate's tolerance with a
+predicted gain below it (near a close pair the likelihood is flat to third
+order), and a valley move walks such a pair along its flat family. For a latent
+in d >= 2 dimensions the same loop runs on (K, d) atoms; what depends on d
+(clusters, the d x d Newton blocks, distances, the certificate over a box)
+lives in `_atoms_nd` and `_continuum_nd`.
 
 All loops are capped `lax.while_loop`s over `max_atoms` static slots, so the
 whole refinement runs under `jit` (and `vmap`).
