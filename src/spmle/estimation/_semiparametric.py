@@ -563,10 +563,9 @@ def fit(
             profile's (docs/inference.md: the sawtooth; latents in one or two
             dimensions, with or without groups). `"auto"` fits on the grid,
             checks it for the sawtooth, and where it finds one (one-dimensional
-            latents) fits
-            again with free atoms from the grid's estimate, saying so in
-            `summary()`; where the refit fails, the grid fit stands with its
-            warnings.
+            latents) fits again with free atoms from the grid's estimate, saying
+            so in `summary()`; where the refit fails, the grid fit stands with
+            its warnings.
         compress: collapse identical observations (with their group) into one
             row weighted by their summed weight: the same estimate, profile
             Hessian, F and posteriors, faster (counts data shrink most). None

@@ -136,18 +136,23 @@ def _canonical(atoms: _Atoms, lower, drop_tol) -> _Atoms:
     return _Atoms(u, q[order], active)
 
 
+def _closest(atoms: _Atoms):
+    """`(j, l, distance)`: the closest pair of active atoms, `j < l` (in one
+    dimension neighbours, `l = j + 1`); distance inf without a pair."""
+    u, active = atoms.u, atoms.active
+    if u.ndim == 2:
+        return closest_pair(u, active)
+    gaps = jnp.where(active[:-1] & active[1:], u[1:] - u[:-1], jnp.inf)
+    j = jnp.argmin(gaps)
+    return j, j + 1, gaps[j]
+
+
 def _merge_closest(atoms: _Atoms, distance) -> _Atoms:
-    """Merge the closest pair of neighbouring atoms if nearer than `distance`
-    (weighted-mean location, summed weight): two coincident atoms share one
-    likelihood column, leaving the Newton system singular."""
+    """Merge the closest pair of atoms if nearer than `distance` (weighted-mean
+    location, summed weight): two coincident atoms share one likelihood column,
+    leaving the Newton system singular."""
     u, q, active = atoms.u, atoms.q, atoms.active
-    if u.ndim == 1:
-        both = active[:-1] & active[1:]
-        gaps = jnp.where(both, u[1:] - u[:-1], jnp.inf)
-        j = jnp.argmin(gaps)
-        other, gap = j + 1, gaps[j]
-    else:
-        j, other, gap = closest_pair(u, active)
+    j, other, gap = _closest(atoms)
     merge = gap < distance
     mass = q[j] + q[other]
     location = (q[j] * u[j] + q[other] * u[other]) / jnp.where(mass > 0, mass, 1.0)
@@ -184,13 +189,11 @@ def _valley_move(log_lik_fn, atoms: _Atoms, w, value, lower, upper, slack):
     or halved up to six times, or moved half-way and all the way to an even
     split, the separation following from `r (1 - r) (b - a)^2 = V`."""
     u, q, active = atoms.u, atoms.q, atoms.active
-    both = active[:-1] & active[1:]
-    gaps = jnp.where(both, u[1:] - u[:-1], jnp.inf)
-    j = jnp.argmin(gaps)
+    j, _, gap = _closest(atoms)
     mass = q[j] + q[j + 1]
     mean = (q[j] * u[j] + q[j + 1] * u[j + 1]) / mass
     share = jnp.minimum(q[j], q[j + 1]) / mass
-    variance = share * (1.0 - share) * gaps[j] ** 2
+    variance = share * (1.0 - share) * gap**2
     right_lighter = q[j + 1] <= q[j]
     shares = jnp.concatenate(
         [
@@ -218,7 +221,7 @@ def _valley_move(log_lik_fn, atoms: _Atoms, w, value, lower, upper, slack):
 
     values = jax.lax.map(candidate, shares)
     best = jnp.argmax(values)
-    better = jnp.isfinite(gaps[j]) & (values[best] > value + slack)
+    better = jnp.isfinite(gap) & (values[best] > value + slack)
     moved, _ = pair(shares[best])
     return jax.tree.map(lambda a, b: jnp.where(better, a, b), moved, atoms)
 
@@ -391,7 +394,7 @@ class _Newton(eqx.Module):
     stationary: Bool[Array, ""]
     stuck: Bool[Array, ""]
     # The direction, D and value at `atoms`: measured once a step.
-    du: Float[Array, " K"]
+    du: Float[Array, " K"] | Float[Array, "K d"]
     dq: Float[Array, " K"]
     slope: Float[Array, ""]
     d: Float[Array, " K"]
@@ -529,8 +532,7 @@ def _newton(log_lik_fn, atoms, w, lower, upper, step_cap, options):
             return _start(new, steps, ~accepted & ~em_ok)
         # A run of steps without stationarity and a close pair: walk the pair's
         # flat family (`_valley_move`) every few steps (one dimension only).
-        gaps = jnp.diff(new.u)
-        close = jnp.any(new.active[1:] & (gaps < _VALLEY_DISTANCE * (upper - lower)))
+        close = _closest(new)[2] < _VALLEY_DISTANCE * (upper - lower)
         new = jax.lax.cond(
             close & (steps >= _VALLEY_AFTER) & (steps % _VALLEY_EVERY == 0),
             lambda: _canonical(
